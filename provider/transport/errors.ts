@@ -1,0 +1,25 @@
+/** Where a failure happened, so callers (and users) know whether retrying can help. */
+export type FailureLayer =
+  | "config"
+  | "dns"
+  | "connect"
+  | "timeout"
+  | "hostkey"
+  | "authentication"
+  | "protocol"
+  | "sudo"
+  | "command"
+  | "verify";
+
+/** An error that names the host, what failed and, where known, how to fix it. */
+export class HostError extends Error {
+  constructor(
+    readonly host: string,
+    readonly layer: FailureLayer,
+    detail: string,
+    readonly fix?: string,
+  ) {
+    super(`${host}: ${detail}${fix ? `. Fix: ${fix}` : ""}`);
+    this.name = "HostError";
+  }
+}

@@ -1,0 +1,46 @@
+import { connectionSchema, type ParsedConnection } from "../../sdk/connection";
+import type { Credentials } from "../../sdk/internal/connectionInputs";
+
+/** One SSH hop with every default applied and credentials merged back in. */
+export type Hop = Omit<ParsedConnection, "proxy" | "sudo">;
+
+/** Everything needed to reach and act on one host. */
+export interface HostTarget extends Hop {
+  proxy?: Hop;
+  sudo: false | true | { password: string };
+  /** "user@host:port", used in every message about this host. */
+  label: string;
+  /** Pool key: one connection per distinct route and login. */
+  key: string;
+}
+
+/** The connection as the resource stores it: the public half plus the secret half. */
+export interface StoredConnection {
+  connection: Record<string, unknown>;
+  credentials?: Credentials;
+}
+
+/** Merges the two halves and validates them; the zod issues are returned for Pulumi's check. */
+export function parseTarget(stored: StoredConnection) {
+  const creds = stored.credentials ?? {};
+  const pub = { ...(stored.connection ?? {}) } as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...pub, ...definedOnly(creds, ["password", "privateKey", "privateKeyPassword"]) };
+  if (creds.sudoPassword) merged.sudo = { password: creds.sudoPassword };
+  if (pub.proxy && typeof pub.proxy === "object") merged.proxy = { ...(pub.proxy as object), ...definedOnly(creds.proxy ?? {}, ["password", "privateKey", "privateKeyPassword"]) };
+  return connectionSchema.safeParse(merged);
+}
+
+export function toTarget(c: ParsedConnection): HostTarget {
+  const label = `${c.user}@${c.host}:${c.port}`;
+  const via = c.proxy ? ` via ${c.proxy.user}@${c.proxy.host}:${c.proxy.port}` : "";
+  return { ...c, label, key: `${label}${via}` };
+}
+
+function definedOnly(source: object, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    const v = (source as Record<string, unknown>)[k];
+    if (v !== undefined && v !== null && v !== "") out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+import { z } from "zod";
+
+/**
+ * How to reach a host over SSH. Same fields, meanings and defaults as `@pulumi/command`'s remote
+ * `ConnectionArgs`, so the object a program already passes to `command.remote.Command` fits here
+ * unchanged, plus `sudo` and explicit host-key policy.
+ */
+export interface Connection {
+  /** Address or name of the host. Required. */
+  host: string;
+  /** SSH port. Default 22. */
+  port?: number;
+  /** Login user. Default "root". */
+  user?: string;
+  /** Password for password or keyboard-interactive authentication. Kept secret. */
+  password?: string;
+  /** Private key in OpenSSH or PEM format (the key itself, not a path). Kept secret. */
+  privateKey?: string;
+  /** Passphrase of `privateKey`. Kept secret. */
+  privateKeyPassword?: string;
+  /** ssh-agent socket. Default: the SSH_AUTH_SOCK of the engine's environment. */
+  agentSocketPath?: string;
+  /**
+   * The host's public key as an OpenSSH line ("ssh-ed25519 AAAA...") or a "SHA256:..." fingerprint.
+   * Default: look the host up in ~/.ssh/known_hosts. Unknown or changed keys are refused.
+   */
+  hostKey?: string;
+  /** How many times to try to connect before giving up. Default 10. */
+  dialErrorLimit?: number;
+  /** Seconds to wait for each connection attempt. Default 15. */
+  perDialTimeout?: number;
+  /** A bastion to tunnel through: the same fields, one hop. */
+  proxy?: Omit<Connection, "proxy" | "sudo">;
+  /**
+   * Run privileged steps through sudo when `user` isn't root: `true` for passwordless sudo, or
+   * `{ password }`. Default false.
+   */
+  sudo?: boolean | { password: string };
+  /** Accept any host key. For disposable labs only. Default false. */
+  insecureSkipHostKeyCheck?: boolean;
+  /** Seconds one remote command may run before it is abandoned. Default 120. */
+  commandTimeout?: number;
+}
+
+// A host is a DNS name, an IPv4 address or an IPv6 address; nothing a shell or ssh could read as
+// an option or a second word.
+const hostPattern = /^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]+|\[[0-9A-Fa-f:.]+\])$/;
+const userPattern = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
+const openSshKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+const fingerprintPattern = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+
+const hopShape = {
+  host: z
+    .string({ error: "host is required" })
+    .trim()
+    .min(1, "host must not be empty")
+    .regex(hostPattern, "host must be a DNS name or an IP address"),
+  port: z.number().int("port must be a whole number").min(1, "port must be 1-65535").max(65535, "port must be 1-65535").default(22),
+  user: z.string().regex(userPattern, "user must be a plain login name").default("root"),
+  password: z.string().min(1, "password must not be empty").optional(),
+  privateKey: z.string().min(1, "privateKey must not be empty").optional(),
+  privateKeyPassword: z.string().min(1, "privateKeyPassword must not be empty").optional(),
+  agentSocketPath: z.string().min(1).optional(),
+  hostKey: z
+    .string()
+    .trim()
+    .refine((v) => openSshKeyLine.test(v) || fingerprintPattern.test(v), "hostKey must be an OpenSSH public key line or a SHA256: fingerprint")
+    .optional(),
+  dialErrorLimit: z.number().int("dialErrorLimit must be a whole number").min(1).max(1000).default(10),
+  perDialTimeout: z.number().positive("perDialTimeout must be positive").max(3600).default(15),
+  insecureSkipHostKeyCheck: z.boolean().default(false),
+  commandTimeout: z.number().positive("commandTimeout must be positive").max(86400).default(120),
+};
+
+export const proxySchema = z.strictObject(hopShape);
+
+export const connectionSchema = z
+  .strictObject({
+    ...hopShape,
+    proxy: proxySchema.optional(),
+    sudo: z.union([z.boolean(), z.strictObject({ password: z.string().min(1, "sudo password must not be empty") })]).default(false),
+  })
+  .superRefine((c, ctx) => {
+    if (c.sudo !== false && c.user === "root") {
+      ctx.addIssue({ code: "custom", path: ["sudo"], message: "sudo is only for a user other than root; drop sudo or set user" });
+    }
+    if (c.hostKey && c.insecureSkipHostKeyCheck) {
+      ctx.addIssue({ code: "custom", path: ["insecureSkipHostKeyCheck"], message: "give either hostKey or insecureSkipHostKeyCheck, not both" });
+    }
+  });
+
+export type ParsedConnection = z.output<typeof connectionSchema>;
+
+/** The fields that are secrets; they travel in a separate, secret property. */
+export const secretFields = ["password", "privateKey", "privateKeyPassword"] as const;

@@ -1,0 +1,50 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { Connection } from "../connection";
+
+type Hop = Omit<Connection, "proxy" | "sudo">;
+
+/** The secret half of a connection: never shown in previews, stored encrypted in state. */
+export interface Credentials {
+  password?: string;
+  privateKey?: string;
+  privateKeyPassword?: string;
+  sudoPassword?: string;
+  proxy?: { password?: string; privateKey?: string; privateKeyPassword?: string };
+}
+
+function publicHop<T extends Hop>(hop: T): Hop {
+  const { password: _p, privateKey: _k, privateKeyPassword: _kp, ...rest } = hop;
+  return rest;
+}
+
+function secretHop(hop: Hop): { password?: string; privateKey?: string; privateKeyPassword?: string } {
+  return { password: hop.password, privateKey: hop.privateKey, privateKeyPassword: hop.privateKeyPassword };
+}
+
+/**
+ * Splits a connection into what previews may show (host, port, user...) and the credentials,
+ * which travel as a separate secret property so they never reach plain state or diffs.
+ */
+export function splitConnection(input: pulumi.Input<Connection>): {
+  connection: pulumi.Output<Record<string, unknown>>;
+  credentials: pulumi.Output<Credentials>;
+} {
+  const all = pulumi.output(input);
+  const connection = pulumi.unsecret(
+    all.apply((c): Record<string, unknown> => {
+      const base = publicHop(c) as Record<string, unknown>;
+      if (c.proxy) base.proxy = publicHop(c.proxy);
+      if (c.sudo !== undefined) base.sudo = typeof c.sudo === "object" ? true : c.sudo;
+      return JSON.parse(JSON.stringify(base));
+    }),
+  );
+  const credentials = pulumi.secret(
+    all.apply((c) => {
+      const creds: Credentials = secretHop(c);
+      if (typeof c.sudo === "object" && c.sudo !== null) creds.sudoPassword = c.sudo.password;
+      if (c.proxy) creds.proxy = secretHop(c.proxy);
+      return JSON.parse(JSON.stringify(creds));
+    }),
+  );
+  return { connection, credentials };
+}
