@@ -40,9 +40,10 @@ export class ConntrackLimits extends pulumi.dynamic.Resource {
   constructor(name: string, args: ConntrackLimitsArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, credentials } = splitConnection(args.connection);
     super(
-      sharedProvider,
+      stubProvider,
       name,
       {
+        resourceType: "ConntrackLimits",
         owner: name,
         connection,
         credentials,
@@ -63,6 +64,3 @@ export class ConntrackLimits extends pulumi.dynamic.Resource {
     );
   }
 }
-
-// One provider object per resource type: Pulumi caches its serialization per object.
-const sharedProvider = stubProvider("ConntrackLimits");

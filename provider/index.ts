@@ -1,0 +1,28 @@
+import type * as pulumi from "@pulumi/pulumi";
+import { conntrackLimitsProvider } from "./conntrackLimits/provider";
+
+/**
+ * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
+ * is routed by the `resourceType` every resource of this package carries in its props, so one
+ * stub serves all types. These signatures are a contract with state written by older versions.
+ */
+const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
+  ConntrackLimits: conntrackLimitsProvider,
+};
+
+type Props = { resourceType?: string } | undefined;
+
+function providerFor(props: Props): pulumi.dynamic.ResourceProvider {
+  const type = props?.resourceType;
+  const provider = type ? providers[type] : undefined;
+  if (!provider) throw new Error(`pulumi-conntrack: unknown resource type ${String(type)}; is the installed package older than the program?`);
+  return provider;
+}
+
+export const check = (olds: Props, news: Props) => providerFor(news).check!(olds, news);
+export const diff = (id: string, olds: Props, news: Props) => providerFor(news ?? olds).diff!(id, olds, news);
+export const create = (inputs: Props) => providerFor(inputs).create(inputs);
+export const read = (id: string, props: Props) => providerFor(props).read!(id, props);
+export const update = (id: string, olds: Props, news: Props) => providerFor(news).update!(id, olds, news);
+const remove = (id: string, props: Props) => providerFor(props).delete!(id, props);
+export { remove as delete };
