@@ -138,7 +138,7 @@ export function parseConntrackFacts(output: string): ConntrackFacts {
   const sysctlFiles: SysctlFileSetting[] = [];
   for (const line of get("sysctl.d")) {
     const m = /^(.+?):(\d+):\s*-?\s*([^=\s]+)\s*=\s*(.*?)\s*$/.exec(line);
-    if (m) sysctlFiles.push({ file: m[1], line: Number(m[2]), key: m[3].replace(/\//g, "."), value: m[4] });
+    if (m && m[3].startsWith("net")) sysctlFiles.push({ file: m[1], line: Number(m[2]), key: m[3].replace(/\//g, "."), value: m[4] });
   }
   const modprobeOptions = get("modprobe.d").flatMap((line) => {
     const m = /^(.+?):(\d+):\s*options\s+(\S+)\s+(.*?)\s*$/.exec(line);

@@ -1,0 +1,67 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { fingerprint, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
+import { command, quote } from "../../provider/transport/shell";
+import { withSysctlLoadToken, readIptablesConfig } from "../../provider/persistence/iptablesConfig";
+
+const dir = mkdtempSync(join(tmpdir(), "pct-unit-"));
+execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "a")]);
+execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "b")]);
+const keyA = readFileSync(join(dir, "a.pub"), "utf8").trim();
+const keyB = readFileSync(join(dir, "b.pub"), "utf8").trim();
+const blobA = keyBlobOf(keyA);
+
+describe("host keys", () => {
+  it("computes the fingerprint ssh-keygen prints", () => {
+    const printed = execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", join(dir, "a.pub")], { encoding: "utf8" }).split(" ")[1];
+    expect(fingerprint(blobA)).toBe(printed);
+  });
+  it("accepts a pinned key given as a line or as a fingerprint, and refuses another", () => {
+    expect(judgeHostKey(blobA, { pinned: keyA, host: "h", port: 22 })).toEqual({ ok: true });
+    expect(judgeHostKey(blobA, { pinned: fingerprint(blobA), host: "h", port: 22 })).toEqual({ ok: true });
+    expect(judgeHostKey(blobA, { pinned: keyB, host: "h", port: 22 })).toMatchObject({ ok: false, reason: "changed", presented: fingerprint(blobA) });
+  });
+  it("reads known_hosts with ports, patterns and hashed names", () => {
+    expect(judgeHostKey(blobA, { knownHosts: `[10.0.0.1]:2222 ${keyA}\n`, host: "10.0.0.1", port: 2222 })).toEqual({ ok: true });
+    expect(judgeHostKey(blobA, { knownHosts: `10.0.0.1 ${keyA}\n`, host: "10.0.0.1", port: 2222 })).toMatchObject({ reason: "unknown" });
+    expect(judgeHostKey(blobA, { knownHosts: `*.example.com,!bad.example.com ${keyA}\n`, host: "web.example.com", port: 22 })).toEqual({ ok: true });
+    expect(judgeHostKey(blobA, { knownHosts: `*.example.com,!bad.example.com ${keyA}\n`, host: "bad.example.com", port: 22 })).toMatchObject({ reason: "unknown" });
+    const kh = join(dir, "known_hosts");
+    execFileSync("sh", ["-c", `echo 'web1 ${keyB}' > ${kh} && ssh-keygen -H -f ${kh} 2>/dev/null`]);
+    const hashed = readFileSync(kh, "utf8");
+    expect(hashed).toMatch(/^\|1\|/);
+    expect(judgeHostKey(blobA, { knownHosts: hashed, host: "web1", port: 22 })).toMatchObject({ ok: false, reason: "changed", expected: [fingerprint(keyBlobOf(keyB))] });
+  });
+  it("refuses a key marked @revoked", () => {
+    expect(judgeHostKey(blobA, { knownHosts: `@revoked * ${keyA}\nh ${keyA}\n`, host: "h", port: 22 })).toMatchObject({ reason: "revoked" });
+  });
+});
+
+describe("shell quoting", () => {
+  it("leaves plain words alone and single-quotes the rest", () => {
+    expect(quote("/etc/sysctl.d/90-x.conf")).toBe("/etc/sysctl.d/90-x.conf");
+    expect(quote("a b")).toBe("'a b'");
+    expect(quote("it's; rm -rf /")).toBe(`'it'\\''s; rm -rf /'`);
+    expect(command("echo", "$(id)", "`id`")).toBe("echo '$(id)' '`id`'");
+  });
+  it("round-trips arbitrary text through a real shell", () => {
+    const nasty = `a'b"c$d\`e\\f\n*g ; h`;
+    expect(execFileSync("sh", ["-c", `printf %s ${quote(nasty)}`], { encoding: "utf8" })).toBe(nasty);
+  });
+});
+
+describe("RHEL iptables-config", () => {
+  const base = '# comment\nIPTABLES_MODULES_UNLOAD="yes"\nIPTABLES_SYSCTL_LOAD_LIST=".bridge-nf"\n';
+  it("adds our token to the list and touches nothing else", () => {
+    const edited = withSysctlLoadToken(base, ".nf_conntrack")!;
+    expect(edited).toBe('# comment\nIPTABLES_MODULES_UNLOAD="yes"\nIPTABLES_SYSCTL_LOAD_LIST=".bridge-nf .nf_conntrack"\n');
+    expect(withSysctlLoadToken(edited, ".nf_conntrack")).toBeUndefined();
+  });
+  it("appends the variable when the file lacks it", () => {
+    expect(withSysctlLoadToken('IPTABLES_MODULES_UNLOAD="yes"', ".nf_conntrack")).toContain('\n# Added by pulumi-conntrack');
+    expect(readIptablesConfig('IPTABLES_MODULES_UNLOAD="no"').unloadsModules).toBe(false);
+  });
+});
