@@ -1,3 +1,4 @@
+import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 
 /**
@@ -41,6 +42,11 @@ export interface Connection {
   /** Seconds one remote command may run before it is abandoned. Default 120. */
   commandTimeout?: number;
 }
+
+/** A Connection whose fields may be Pulumi inputs (a secret from config, another resource's IP...). */
+export type ConnectionInput = {
+  [K in keyof Connection]: K extends "proxy" ? pulumi.Input<{ [P in keyof NonNullable<Connection["proxy"]>]: pulumi.Input<NonNullable<Connection["proxy"]>[P]> }> : pulumi.Input<Connection[K]>;
+};
 
 // A host is a DNS name, an IPv4 address or an IPv6 address; nothing a shell or ssh could read as
 // an option or a second word.

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { Connection } from "./connection";
+import type { ConnectionInput } from "./connection";
 import { splitConnection } from "./internal/connectionInputs";
 import { stubProvider } from "./internal/stub";
 import type { TimeoutName } from "./conntrackLimits.schema";
@@ -8,7 +8,7 @@ export type ConntrackTimeouts = Partial<Record<TimeoutName, number>>;
 
 export interface ConntrackLimitsArgs {
   /** How to reach the host. */
-  connection: pulumi.Input<Connection>;
+  connection: pulumi.Input<ConnectionInput>;
   /** net.netfilter.nf_conntrack_max: the most connections tracked at once. Unmanaged if omitted. */
   max?: pulumi.Input<number>;
   /** Buckets of the conntrack hash table (nf_conntrack's `hashsize` parameter). Unmanaged if omitted. */

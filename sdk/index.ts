@@ -1,3 +1,3 @@
-export type { Connection } from "./connection";
+export type { Connection, ConnectionInput } from "./connection";
 export { ConntrackLimits } from "./conntrackLimits";
 export type { ConntrackLimitsArgs, ConntrackTimeouts } from "./conntrackLimits";

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { Connection } from "../connection";
+import type { Connection, ConnectionInput } from "../connection";
 
 type Hop = Omit<Connection, "proxy" | "sudo">;
 
@@ -25,11 +25,11 @@ function secretHop(hop: Hop): { password?: string; privateKey?: string; privateK
  * Splits a connection into what previews may show (host, port, user...) and the credentials,
  * which travel as a separate secret property so they never reach plain state or diffs.
  */
-export function splitConnection(input: pulumi.Input<Connection>): {
+export function splitConnection(input: pulumi.Input<ConnectionInput>): {
   connection: pulumi.Output<Record<string, unknown>>;
   credentials: pulumi.Output<Credentials>;
 } {
-  const all = pulumi.output(input);
+  const all = pulumi.output(input as pulumi.Input<Connection>);
   const connection = pulumi.unsecret(
     all.apply((c): Record<string, unknown> => {
       const base = publicHop(c) as Record<string, unknown>;

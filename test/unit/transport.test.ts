@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { fingerprint, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
 import { command, quote } from "../../provider/transport/shell";
 import { withSysctlLoadToken, readIptablesConfig } from "../../provider/persistence/iptablesConfig";
@@ -13,6 +13,7 @@ execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "b"
 const keyA = readFileSync(join(dir, "a.pub"), "utf8").trim();
 const keyB = readFileSync(join(dir, "b.pub"), "utf8").trim();
 const blobA = keyBlobOf(keyA);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("host keys", () => {
   it("computes the fingerprint ssh-keygen prints", () => {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up everything the demo and the tests need on a fresh Debian 12 machine, and does nothing
+# twice: Debian packages, Node 22+, npm packages, the compiled package, the real pulumi CLI
+# (built from the Go module proxy once, cached), and the lab VM image (built once, cached).
+# Usage: bash scripts/setup.sh        (prints what it does on stderr)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+log() { printf '[setup %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+packages=(qemu-system-x86 qemu-utils debootstrap openssh-server openssh-client iptables conntrack iproute2 kmod procps e2fsprogs util-linux ca-certificates)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "run as root (or install: ${missing[*]})" >&2; exit 1; }
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "Go (1.24 or newer) is needed to build the pulumi CLI; this machine kind ships it in /usr/local/go" >&2; exit 1; }
+
+node_bin="$(bash scripts/ensure-node.sh | tail -n 1)"
+export PATH="$node_bin:$PATH"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci (Node $(node -v))"
+  npm ci --no-audit --no-fund >&2
+fi
+# Programs in this repo import the package by name, as users do; the provider stub in state
+# requires pulumi-conntrack/provider the same way.
+ln -sfn .. node_modules/pulumi-conntrack
+log "compiling TypeScript"
+npx tsc -p tsconfig.json
+
+log "pulumi CLI"
+bash scripts/pulumi-cli.sh >/dev/null
+log "lab VM image"
+bash lab/vm/build-image.sh >/dev/null
+log "ready"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command of the README: sets up what is missing, then runs every suite (unit, lab
+# transport, end-to-end through the real pulumi CLI on namespaced hosts and a qemu VM).
+# Extra arguments go to vitest (e.g. `bash scripts/test.sh --project unit`).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+bash scripts/setup.sh
+source scripts/env.sh
+# Leftovers of a crashed earlier run (found by their own names and pid files) go first.
+bash lab/netns/hosts.sh down pcl >/dev/null 2>&1 || true
+bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
+exec npx vitest run "$@"

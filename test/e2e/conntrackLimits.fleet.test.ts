@@ -1,0 +1,102 @@
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHosts, stopHosts, type LabHost } from "../lab/netns";
+import { testStack, type TestStack } from "./harness";
+
+// Twenty namespaced hosts in one stack: per-namespace conntrack timeouts applied and verified on
+// each, with the SSH connections each host saw counted on the host side.
+const prefix = "pctf";
+const count = 20;
+const timeouts = { tcpEstablished: 3600, udp: 45 };
+let hosts: LabHost[];
+let stack: TestStack;
+
+const inNs = (h: LabHost, ...argv: string[]) => execFileSync("ip", ["netns", "exec", h.name, ...argv], { encoding: "utf8" }).trim();
+const timeoutsOf = (h: LabHost) => inNs(h, "sysctl", "-n", "net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_udp_timeout").split("\n");
+/** SYNs to port 22 each host has received: one per TCP connection opened to it. */
+const synCounts = () => hosts.map((h) => Number(inNs(h, "iptables", "-nvxL", "PCT-SYN").split("\n")[2].trim().split(/\s+/)[0]));
+const connection = (h: LabHost) => ({ host: h.host, port: h.port, user: h.user, privateKey: h.privateKey, hostKey: h.hostKey });
+
+beforeAll(async () => {
+  hosts = await startHosts(count, prefix);
+  for (const h of hosts) {
+    inNs(h, "sh", "-c", "iptables -N PCT-SYN && iptables -A PCT-SYN -j RETURN && iptables -I INPUT -p tcp --dport 22 --syn -j PCT-SYN");
+  }
+  stack = await testStack("conntrack-limits", {
+    hosts: { value: JSON.stringify(hosts.map((h) => ({ name: h.name, connection: connection(h) }))), secret: true },
+    settings: { value: JSON.stringify({ timeouts }) },
+  });
+});
+
+afterAll(async () => {
+  await stack?.destroy().catch(() => undefined);
+  await stack?.dispose();
+  await stopHosts(prefix);
+});
+
+describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
+  let defaults: string[][];
+
+  it("preview reads every host once and changes nothing", async () => {
+    defaults = hosts.map(timeoutsOf);
+    const before = synCounts();
+    const t = Date.now();
+    const { changes } = await stack.preview();
+    console.log(`[figure] ${count}-host preview: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: count });
+    const opened = synCounts().map((n, i) => n - before[i]);
+    console.log(`[figure] SSH connections per host during preview: ${[...new Set(opened)].join(",")}`);
+    expect(opened).toEqual(hosts.map(() => 1));
+    expect(hosts.map(timeoutsOf)).toEqual(defaults);
+  });
+
+  it("up applies and verifies the timeouts on every host, one connection per host", async () => {
+    const before = synCounts();
+    const t = Date.now();
+    const { changes } = await stack.up();
+    console.log(`[figure] ${count}-host up: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: count });
+    const opened = synCounts().map((n, i) => n - before[i]);
+    console.log(`[figure] SSH connections per host during up (preview + update): ${[...new Set(opened)].join(",")}`);
+    for (const h of hosts) expect(timeoutsOf(h)).toEqual(["3600", "45"]);
+    for (const h of hosts) expect(inNs(h, "sh", "-c", "cat /etc/sysctl.d/90-pulumi-conntrack-*.conf")).toContain("net.netfilter.nf_conntrack_udp_timeout = 45");
+    expect(Math.max(...opened)).toBeLessThanOrEqual(2);
+  });
+
+  it("a second up changes nothing", async () => {
+    const { changes } = await stack.up();
+    expect(changes).toEqual({ same: count + 1 });
+  });
+
+  it("destroy puts every host's timeouts back", async () => {
+    await stack.destroy();
+    expect(hosts.map(timeoutsOf)).toEqual(defaults);
+    for (const h of hosts) expect(inNs(h, "sh", "-c", "ls /etc/sysctl.d | grep -c pulumi-conntrack || true")).toBe("0");
+  });
+});
+
+describe("four resources on one host", () => {
+  it("share one TCP connection per operation", async () => {
+    const h = hosts[0];
+    const four = await testStack("conntrack-limits", {
+      hosts: { value: JSON.stringify(["a", "b", "c", "d"].map((n) => ({ name: `${h.name}-${n}`, connection: connection(h) }))), secret: true },
+      settings: { value: JSON.stringify({ timeouts: { icmp: 25 } }) },
+    });
+    try {
+      const before = synCounts()[0];
+      await four.preview();
+      expect(synCounts()[0] - before).toBe(1);
+      const beforeUp = synCounts()[0];
+      await four.up();
+      const upConnections = synCounts()[0] - beforeUp;
+      console.log(`[figure] connections for 4 resources on one host, pulumi up: ${upConnections}`);
+      expect(inNs(h, "sysctl", "-n", "net.netfilter.nf_conntrack_icmp_timeout")).toBe("25");
+      const beforeDestroy = synCounts()[0];
+      await four.destroy();
+      expect(synCounts()[0] - beforeDestroy).toBe(1);
+      expect(upConnections).toBeLessThanOrEqual(2);
+    } finally {
+      await four.dispose();
+    }
+  });
+});

@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
+import type { LabHost } from "../lab/netns";
+import { testStack, type TestStack } from "./harness";
+
+// The whole life of ConntrackLimits on a real Debian 12 kernel, through the real pulumi CLI:
+// preview, up, the three events that reset conntrack settings, drift, a no-op up, destroy.
+const vmName = "e2e-limits";
+const desired = { max: 131072, hashsize: 16384, timeouts: { tcpEstablished: 7200, udp: 20 } };
+const keys = {
+  max: "net.netfilter.nf_conntrack_max",
+  est: "net.netfilter.nf_conntrack_tcp_timeout_established",
+  udp: "net.netfilter.nf_conntrack_udp_timeout",
+};
+const wanted = { max: "131072", hashsize: "16384", est: "7200", udp: "20" };
+
+let vm: LabHost;
+let stack: TestStack;
+
+async function sh(command: string): Promise<string> {
+  const r = await vmExec(vmName, command);
+  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** The live values, after udev has finished anything a module load triggered. */
+async function live(): Promise<Record<string, string>> {
+  const out = await sh(`udevadm settle; modprobe nf_conntrack; udevadm settle; sysctl -n ${keys.max} ${keys.est} ${keys.udp}; cat /sys/module/nf_conntrack/parameters/hashsize`);
+  const [max, est, udp, hashsize] = out.split("\n");
+  return { max, est, udp, hashsize };
+}
+
+const fileListing = () => sh("ls -la --time-style=+ /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d | sha256sum; cat /etc/sysctl.d/* /etc/modprobe.d/* 2>/dev/null | sha256sum");
+
+let original: Record<string, string>;
+let originalFiles: string;
+
+beforeAll(async () => {
+  vm = await bootVm(vmName);
+  original = await live();
+  originalFiles = await fileListing();
+  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+  stack = await testStack("conntrack-limits", {
+    hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true },
+    settings: { value: JSON.stringify(desired) },
+  });
+});
+
+afterAll(async () => {
+  await stack?.destroy().catch(() => undefined);
+  await stack?.dispose();
+  await destroyVm(vmName);
+});
+
+describe("ConntrackLimits on a real kernel", () => {
+  it("starts from the kernel's defaults", () => {
+    expect(original).toEqual({ max: "4096", hashsize: "4096", est: "432000", udp: "30" });
+  });
+
+  it("preview lists live → desired per key and the files to write, and changes nothing", async () => {
+    const t = Date.now();
+    const { stdout, changes } = await stack.preview();
+    console.log(`[figure] VM preview: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 1 });
+    expect(stdout).toContain(`"${keys.max}": "4096 → 131072"`);
+    expect(stdout).toContain(`"nf_conntrack.hashsize": "4096 → 16384"`);
+    expect(stdout).toContain(`"${keys.est}": "432000 → 7200"`);
+    expect(stdout).toMatch(/"\/etc\/sysctl\.d\/90-pulumi-conntrack-limits-vm-[0-9a-f]{8}\.conf": "write"/);
+    expect(stdout).not.toContain(vm.privateKey.split("\n")[1]);
+    expect(await live()).toEqual(original);
+    expect(await fileListing()).toBe(originalFiles);
+  });
+
+  it("up applies the values and persists them", async () => {
+    const t = Date.now();
+    const { changes, outputs } = await stack.up();
+    console.log(`[figure] VM up: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 1 });
+    expect(await live()).toEqual(wanted);
+    const out = outputs.vm as { live: Record<string, string>; previous: Record<string, string>; files: string[]; memoryEstimate: { bytes: number } };
+    expect(out.live).toMatchObject({ [keys.max]: "131072", "nf_conntrack.hashsize": "16384" });
+    expect(out.previous).toMatchObject({ [keys.max]: "4096", "nf_conntrack.hashsize": "4096", [keys.est]: "432000" });
+    expect(out.files).toHaveLength(3);
+    expect(out.memoryEstimate.bytes).toBeGreaterThan(131072 * 200);
+  });
+
+  it("keeps no secret in plain state and a small provider stub", async () => {
+    const state = JSON.stringify(await stack.state());
+    expect(state).not.toContain(vm.privateKey.split("\n")[1]);
+    const res = (await stack.state()).resources.find((r: { type: string }) => r.type.includes("ConntrackLimits"));
+    const stub = res.inputs.__provider as string;
+    console.log(`[figure] serialized provider stub: ${stub.length} bytes (stored in inputs and outputs); whole resource in state: ${JSON.stringify(res).length} bytes`);
+    expect(stub).toContain('require("pulumi-conntrack/provider")');
+    expect(stub.length).toBeLessThan(2048);
+  });
+
+  it("holds through a netfilter-persistent restart", async () => {
+    // Rules that use conntrack, saved so they come back at boot and load nf_conntrack themselves.
+    await sh("iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && netfilter-persistent save");
+    await sh("systemctl restart netfilter-persistent");
+    expect(await live()).toEqual(wanted);
+  });
+
+  it("holds through unloading every module that holds nf_conntrack and loading it again", async () => {
+    await sh("iptables -F; for m in $(ls /sys/module/nf_conntrack/holders); do modprobe -r $m; done; modprobe -r nf_conntrack; test ! -d /sys/module/nf_conntrack");
+    await sh("modprobe nf_conntrack");
+    expect(await live()).toEqual(wanted);
+  });
+
+  it("holds through a reboot", async () => {
+    await rebootVm(vmName);
+    expect(await sh("iptables -S INPUT")).toContain("ESTABLISHED");
+    expect(await live()).toEqual(wanted);
+  });
+
+  it("a second up changes nothing", async () => {
+    const { changes } = await stack.up();
+    expect(changes).toEqual({ same: 2 });
+  });
+
+  it("refresh shows a hand-made change and the next up puts it right", async () => {
+    await sh(`sysctl -w ${keys.max}=5000`);
+    const { stdout } = await stack.refresh();
+    expect(stdout).toMatch(/131072.*5000|5000/s);
+    expect(stdout).toContain("5000");
+    const { changes } = await stack.up();
+    expect(changes).toMatchObject({ update: 1 });
+    expect(await live()).toEqual(wanted);
+  });
+
+  it("a replacement (same host under another name) never undoes the new value", async () => {
+    const connection = { host: "localhost", port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+    await stack.setConfig({ hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true } });
+    const { changes } = await stack.up();
+    expect(changes).toMatchObject({ replace: 1 });
+    expect(await live()).toEqual(wanted);
+    expect(await sh("ls /etc/sysctl.d | grep -c pulumi-conntrack")).toBe("1");
+  });
+
+  it("destroy restores the values and files it found", async () => {
+    await stack.destroy();
+    expect(await live()).toEqual(original);
+    expect(await fileListing()).toBe(originalFiles);
+  });
+});

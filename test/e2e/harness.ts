@@ -1,0 +1,73 @@
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { LocalWorkspace, type ConfigMap, type Stack } from "@pulumi/pulumi/automation";
+
+const repo = resolve(import.meta.dirname, "..", "..");
+
+export interface TestStack {
+  stack: Stack;
+  dir: string;
+  /** Everything one `pulumi` call printed, for asserting on what a user would see. */
+  preview(): Promise<{ stdout: string; changes: Record<string, number> }>;
+  up(): Promise<{ stdout: string; changes: Record<string, number>; outputs: Record<string, unknown> }>;
+  refresh(): Promise<{ stdout: string }>;
+  destroy(): Promise<{ stdout: string }>;
+  state(): Promise<any>;
+  setConfig(config: ConfigMap): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * A program from test/e2e/programs in a throwaway directory with its own file backend and
+ * PULUMI_HOME, driven through the real `pulumi` CLI and Node.js language host on PATH.
+ */
+export async function testStack(program: string, config: ConfigMap): Promise<TestStack> {
+  const dir = mkdtempSync(join(tmpdir(), `pct-e2e-${program}-`));
+  const work = join(dir, "program");
+  cpSync(join(repo, "test", "e2e", "programs", program), work, { recursive: true });
+  // The program resolves pulumi-conntrack and @pulumi/pulumi from the repo, as an installed package would.
+  symlinkSync(join(repo, "node_modules"), join(work, "node_modules"));
+  const envVars = {
+    PULUMI_BACKEND_URL: `file://${join(dir, "backend")}`,
+    PULUMI_CONFIG_PASSPHRASE: "",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_HOME: join(dir, "home"),
+  };
+  mkdirSync(join(dir, "backend"));
+  mkdirSync(join(dir, "home"));
+  const stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir: work }, { envVars, pulumiHome: envVars.PULUMI_HOME });
+  await stack.setAllConfig(config);
+  const changes = (summary: Record<string, number> | undefined) => summary ?? {};
+  return {
+    stack,
+    dir,
+    async preview() {
+      const r = await stack.preview({ diff: true, color: "never" });
+      return { stdout: r.stdout, changes: changes(r.changeSummary as Record<string, number>) };
+    },
+    async up() {
+      const r = await stack.up({ diff: true, color: "never" });
+      const outputs = Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.value]));
+      return { stdout: r.stdout, changes: changes(r.summary.resourceChanges as Record<string, number>), outputs };
+    },
+    async refresh() {
+      const r = await stack.refresh({ diff: true, color: "never" } as never);
+      return { stdout: r.stdout };
+    },
+    async destroy() {
+      const r = await stack.destroy({ color: "never" });
+      return { stdout: r.stdout };
+    },
+    async state() {
+      return (await stack.exportStack()).deployment;
+    },
+    async setConfig(more) {
+      await stack.setAllConfig(more);
+    },
+    async dispose() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,158 @@
+// Namespaced lab hosts for integration tests: each host is a network namespace with its own sshd,
+// /etc (overlay), /run, /root and /tmp, made by lab/netns/hosts.sh (needs root). Node built-ins
+// only. The same LabHost shape is used by the VM half of the lab (test/lab/vm.ts).
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** One SSH-reachable lab host. */
+export interface LabHost {
+  /** Host name; for namespaced hosts also the network namespace's name (`ip netns exec NAME`). */
+  name: string;
+  /** Address to connect to. */
+  host: string;
+  port: number;
+  user: string;
+  /** The client's private key (OpenSSH PEM text), authorized for `user`. */
+  privateKey: string;
+  /** The host's public key, `ssh-ed25519 AAAA...` (no comment): pin it. */
+  hostKey: string;
+  /** A known_hosts file that lists this host's key. */
+  knownHostsPath: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; 128 + signal number if the process was killed; ssh itself fails with 255. */
+  code: number;
+}
+
+/** The hosts.json entries written by hosts.sh. */
+interface HostsJsonEntry {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  hostKey: string;
+  knownHostsPath: string;
+}
+
+const SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh");
+
+/** Private key text → a file holding it, for system ssh's -i. */
+const keyFiles = new Map<string, string>();
+
+function run(cmd: string, args: string[], input?: string, timeoutMs?: number): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL" });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const sig = signal ? (constants.signals as Record<string, number>)[signal] ?? 0 : 0;
+      resolve({
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        code: code ?? 128 + sig,
+      });
+    });
+    child.stdin.on("error", () => {}); // the command may exit without reading its input
+    child.stdin.end(input ?? "");
+  });
+}
+
+function script(args: string[]): Promise<ExecResult> {
+  return run("bash", [SCRIPT, ...args]);
+}
+
+function failure(what: string, r: ExecResult): Error {
+  return new Error(`${what} failed with exit code ${r.code}:\n${r.stderr.trim()}`);
+}
+
+/**
+ * Starts `n` (1..100) namespaced hosts named `${prefix}-h1`..`${prefix}-h${n}` and resolves once each
+ * one accepts SSH with its pinned host key. Hosts of the same prefix from an earlier run are
+ * removed first. Needs root.
+ */
+export async function startHosts(n: number, prefix = "pcl"): Promise<LabHost[]> {
+  const r = await script(["up", String(n), prefix]);
+  if (r.code !== 0) throw failure(`lab/netns/hosts.sh up ${n} ${prefix}`, r);
+  const path = r.stdout.trim().split("\n").pop() ?? "";
+  const entries = JSON.parse(await readFile(path, "utf8")) as HostsJsonEntry[];
+  const keys = new Map<string, string>();
+  for (const e of entries) {
+    if (!keys.has(e.privateKeyPath)) keys.set(e.privateKeyPath, await readFile(e.privateKeyPath, "utf8"));
+  }
+  return entries.map((e) => {
+    const privateKey = keys.get(e.privateKeyPath)!;
+    keyFiles.set(privateKey, e.privateKeyPath);
+    return {
+      name: e.name,
+      host: e.host,
+      port: e.port,
+      user: e.user,
+      privateKey,
+      hostKey: e.hostKey,
+      knownHostsPath: e.knownHostsPath,
+    };
+  });
+}
+
+/**
+ * Stops and removes the hosts of `prefix` (also leftovers of a crashed run). Safe to call when
+ * nothing is up.
+ */
+export async function stopHosts(prefix = "pcl"): Promise<void> {
+  const r = await script(["down", prefix]);
+  if (r.code !== 0) throw failure(`lab/netns/hosts.sh down ${prefix}`, r);
+}
+
+async function keyFileFor(privateKey: string): Promise<string> {
+  let path = keyFiles.get(privateKey);
+  if (!path) {
+    const dir = await mkdtemp(join(tmpdir(), "pcl-lab-key-"));
+    path = join(dir, "id");
+    await writeFile(path, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, { mode: 0o600 });
+    keyFiles.set(privateKey, path);
+  }
+  return path;
+}
+
+/**
+ * Runs `command` (a shell command line, as with `ssh host 'command'`) on `host` through the
+ * system's ssh client, verifying the host key against `host.knownHostsPath`. Resolves with the
+ * remote exit code (255 when ssh itself fails); never rejects for a non-zero exit.
+ */
+export async function hostExec(
+  host: LabHost,
+  command: string,
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<ExecResult> {
+  const key = await keyFileFor(host.privateKey);
+  const args = [
+    "-F", "/dev/null",
+    "-i", key,
+    "-p", String(host.port),
+    "-o", "IdentitiesOnly=yes",
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", `UserKnownHostsFile=${host.knownHostsPath}`,
+    "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", "CheckHostIP=no",
+    "-o", "ConnectTimeout=10",
+    "-o", "ServerAliveInterval=5",
+    "-o", "ServerAliveCountMax=3",
+    "-o", "LogLevel=ERROR",
+    // cheaper than OpenSSH's default sntrup761x25519 (~55 ms of client CPU per connection)
+    "-o", "KexAlgorithms=^curve25519-sha256",
+    "--",
+    `${host.user}@${host.host}`,
+    command,
+  ];
+  return run("ssh", args, options.input, options.timeoutMs);
+}
