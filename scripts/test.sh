@@ -8,6 +8,6 @@ cd "$repo"
 bash scripts/setup.sh
 source scripts/env.sh
 # Leftovers of a crashed earlier run (found by their own names and pid files) go first.
-bash lab/netns/hosts.sh down pcl >/dev/null 2>&1 || true
+bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
 bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
 exec npx vitest run "$@"

@@ -181,10 +181,13 @@ export function planRestore(want: Pick<DesiredState, "id" | "previous" | "previo
     const from = liveValue(facts, key);
     if (from !== value) changes.push({ key, from, to: value });
   }
+  // Files that existed before we first wrote them go back byte for byte; the rest of ours go.
   const writeFiles: Record<string, string> = {};
-  const original = want.previousFiles[iptablesConfigPath];
-  if (original !== undefined && facts.iptablesConfig !== undefined && facts.iptablesConfig !== original) writeFiles[iptablesConfigPath] = original;
-  const removeFiles = Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === want.id);
+  const current = (path: string) => (path === iptablesConfigPath ? facts.iptablesConfig : facts.owned[path]);
+  for (const [path, original] of Object.entries(want.previousFiles)) {
+    if (current(path) !== undefined && current(path) !== original) writeFiles[path] = original;
+  }
+  const removeFiles = Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === want.id && want.previousFiles[p] === undefined);
   const memory = estimateMemory({ max: 0, buckets: 0 });
   return { module, loadModule: false, desired, changes, writeFiles, removeFiles, warnings: [], blockers: [], memory };
 }

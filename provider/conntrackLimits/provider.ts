@@ -110,6 +110,10 @@ async function converge(target: HostTarget, props: Inputs, oldPrevious: Record<s
     if (facts.iptablesConfig !== undefined && previousFiles[iptablesConfigPath] === undefined) previousFiles[iptablesConfigPath] = facts.iptablesConfig;
     const want = { owner: props.owner, id, settings, previous, previousFiles };
     const plan = planConntrackLimits(want, facts);
+    // A file of ours that someone left at our path before our first write is kept for destroy.
+    if (oldPrevious === undefined) {
+      for (const path of Object.keys(plan.writeFiles)) if (facts.owned[path] !== undefined) previousFiles[path] = facts.owned[path];
+    }
     requireNoBlockers(target, plan);
     const restore = planRestore({ id: "", previous: dropped, previousFiles: {} }, facts);
     const all: ConntrackPlan = { ...plan, changes: [...restore.changes, ...plan.changes] };

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { connectionSchema, type ParsedConnection } from "../../sdk/connection";
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 
@@ -33,7 +34,13 @@ export function parseTarget(stored: StoredConnection) {
 export function toTarget(c: ParsedConnection): HostTarget {
   const label = `${c.user}@${c.host}:${c.port}`;
   const via = c.proxy ? ` via ${c.proxy.user}@${c.proxy.host}:${c.proxy.port}` : "";
-  return { ...c, label, key: `${label}${via}` };
+  // Resources share a connection only when it was opened with the same trust and credentials:
+  // a different pinned host key or key must be checked on its own connection.
+  const trust = createHash("sha256")
+    .update(JSON.stringify([c.hostKey, c.insecureSkipHostKeyCheck, c.privateKey, c.password, c.agentSocketPath, c.sudo, c.proxy]))
+    .digest("hex")
+    .slice(0, 16);
+  return { ...c, label, key: `${label}${via}#${trust}` };
 }
 
 function definedOnly(source: object, keys: string[]): Record<string, unknown> {

@@ -38,7 +38,7 @@ describe("SSH transport against real sshd", () => {
   });
 
   it("refuses a changed host key and shows the fingerprint the host presented", async () => {
-    const presented = execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", "/dev/stdin"], { input: hosts[0].hostKey, encoding: "utf8" }).split(" ")[1];
+    const presented = execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", "-"], { input: hosts[0].hostKey, encoding: "utf8" }).split(" ")[1];
     const err = await expectHostError(session(targetFor(hosts[0], { hostKey: hosts[1].hostKey })));
     expect(err.layer).toBe("hostkey");
     expect(err.message).toContain(`host key changed: the host presented ${presented}`);
