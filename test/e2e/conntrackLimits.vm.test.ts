@@ -61,7 +61,7 @@ describe("ConntrackLimits on a real kernel", () => {
     const t = Date.now();
     const { stdout, changes } = await stack.preview();
     console.log(`[figure] VM preview: ${Date.now() - t} ms`);
-    expect(changes).toMatchObject({ create: 1 });
+    expect(changes).toMatchObject({ create: 2 });
     expect(stdout).toContain(`"${keys.max}": "4096 → 131072"`);
     expect(stdout).toContain(`"nf_conntrack.hashsize": "4096 → 16384"`);
     expect(stdout).toContain(`"${keys.est}": "432000 → 7200"`);
@@ -75,7 +75,7 @@ describe("ConntrackLimits on a real kernel", () => {
     const t = Date.now();
     const { changes, outputs } = await stack.up();
     console.log(`[figure] VM up: ${Date.now() - t} ms`);
-    expect(changes).toMatchObject({ create: 1 });
+    expect(changes).toMatchObject({ create: 2 });
     expect(await live()).toEqual(wanted);
     const out = outputs.vm as { live: Record<string, string>; previous: Record<string, string>; files: string[]; memoryEstimate: { bytes: number } };
     expect(out.live).toMatchObject({ [keys.max]: "131072", "nf_conntrack.hashsize": "16384" });
