@@ -9,6 +9,7 @@ export const ownedPathPattern = "pulumi-conntrack";
 export const sysctlDirs = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
 const modprobeDirs = ["/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"];
 
+// Few forks: on a busy host every process costs, and the engine reads hosts one at a time.
 export const conntrackFactsScript = `
 LC_ALL=C; export LC_ALL
 echo "@@kernel"; uname -r
@@ -19,27 +20,21 @@ echo "@@module"
 for m in nf_conntrack ip_conntrack; do
   if [ -d /sys/module/$m ]; then
     if [ -e /sys/module/$m/initstate ]; then echo "$m loaded"; else echo "$m builtin"; fi
-  elif modinfo $m >/dev/null 2>&1; then echo "$m available"; fi
+  elif [ $m = nf_conntrack ] || [ ! -d /sys/module/nf_conntrack ]; then
+    modinfo -F filename $m >/dev/null 2>&1 && echo "$m available"
+  fi
 done
 echo "@@holders"
-for h in /sys/module/nf_conntrack/holders/*; do [ -e "$h" ] && basename "$h"; done
+ls /sys/module/nf_conntrack/holders 2>/dev/null
 echo "@@sysctl"
-for f in /proc/sys/net/netfilter/nf_conntrack_* /proc/sys/net/ipv4/netfilter/ip_conntrack_*; do
-  [ -f "$f" ] && printf '%s=%s\\n' "$f" "$(cat "$f" 2>/dev/null | tr '\\t' ' ')"
-done
+grep -H '' /proc/sys/net/netfilter/nf_conntrack_* /proc/sys/net/ipv4/netfilter/ip_conntrack_* 2>/dev/null | tr '\\t' ' '
 echo "@@hashsize"
-for m in nf_conntrack ip_conntrack; do
-  [ -f /sys/module/$m/parameters/hashsize ] && echo "$m $(cat /sys/module/$m/parameters/hashsize)"
-done
+grep -H '' /sys/module/nf_conntrack/parameters/hashsize /sys/module/ip_conntrack/parameters/hashsize 2>/dev/null
 echo "@@slab"; grep -E '^nf_conntrack ' /proc/slabinfo 2>/dev/null
 echo "@@sysctl.d"
-for f in ${sysctlDirs.map((d) => `${d}/*.conf`).join(" ")} /etc/sysctl.conf; do
-  [ -f "$f" ] && grep -nE '^[[:space:]]*-?[[:space:]]*net[./](netfilter|ipv4[./]netfilter)[./]' "$f" | sed "s|^|$f:|"
-done
+grep -HnE '^[[:space:]]*-?[[:space:]]*net[./](netfilter|ipv4[./]netfilter)[./]' ${sysctlDirs.map((d) => `${d}/*.conf`).join(" ")} /etc/sysctl.conf 2>/dev/null
 echo "@@modprobe.d"
-for f in ${modprobeDirs.map((d) => `${d}/*.conf`).join(" ")}; do
-  [ -f "$f" ] && grep -nE '^[[:space:]]*options[[:space:]]+(nf_conntrack|ip_conntrack)[[:space:]]' "$f" | sed "s|^|$f:|"
-done
+grep -HnE '^[[:space:]]*options[[:space:]]+(nf_conntrack|ip_conntrack)[[:space:]]' ${modprobeDirs.map((d) => `${d}/*.conf`).join(" ")} 2>/dev/null
 echo "@@owners"
 pgrep -x kube-proxy >/dev/null 2>&1 && echo "kube-proxy"
 [ -s /etc/tuned/active_profile ] && echo "tuned $(cat /etc/tuned/active_profile)"
@@ -127,11 +122,11 @@ export function parseConntrackFacts(output: string): ConntrackFacts {
 
   const sysctl: Record<string, string> = {};
   for (const line of get("sysctl")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) sysctl[procPathToKey(line.slice(0, eq))] = line.slice(eq + 1).trim();
+    const colon = line.indexOf(":");
+    if (colon > 0) sysctl[procPathToKey(line.slice(0, colon))] = line.slice(colon + 1).trim();
   }
 
-  const hashLine = get("hashsize").find((l) => l.startsWith(`${module.name} `));
+  const hashLine = get("hashsize").find((l) => l.startsWith(`/sys/module/${module.name}/`));
   const slab = get("slab")[0]?.trim().split(/\s+/);
   const mem = Number(get("memtotal")[0]);
 
@@ -159,7 +154,7 @@ export function parseConntrackFacts(output: string): ConntrackFacts {
     module,
     holders: get("holders"),
     sysctl,
-    hashsize: hashLine ? Number(hashLine.split(" ")[1]) : undefined,
+    hashsize: hashLine ? Number(hashLine.slice(hashLine.indexOf(":") + 1)) : undefined,
     entryBytes: slab && slab.length > 3 && Number(slab[3]) > 0 ? Number(slab[3]) : undefined,
     sysctlFiles,
     modprobeOptions,

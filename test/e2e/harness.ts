@@ -11,7 +11,8 @@ export interface TestStack {
   /** Everything one `pulumi` call printed, for asserting on what a user would see. */
   preview(): Promise<{ stdout: string; changes: Record<string, number> }>;
   up(): Promise<{ stdout: string; changes: Record<string, number>; outputs: Record<string, unknown> }>;
-  refresh(): Promise<{ stdout: string }>;
+  /** Refresh, with the properties the engine saw drift in, per resource name. */
+  refresh(): Promise<{ stdout: string; drift: Record<string, string[]> }>;
   destroy(): Promise<{ stdout: string }>;
   state(): Promise<any>;
   setConfig(config: ConfigMap): Promise<void>;
@@ -53,8 +54,15 @@ export async function testStack(program: string, config: ConfigMap): Promise<Tes
       return { stdout: r.stdout, changes: changes(r.summary.resourceChanges as Record<string, number>), outputs };
     },
     async refresh() {
-      const r = await stack.refresh({ diff: true, color: "never" } as never);
-      return { stdout: r.stdout };
+      const drift: Record<string, string[]> = {};
+      const r = await stack.refresh({
+        color: "never",
+        onEvent: (e) => {
+          const m = e.resOutputsEvent?.metadata;
+          if (m && m.op !== "same" && m.diffs?.length) drift[m.urn.split("::").pop()!] = m.diffs;
+        },
+      });
+      return { stdout: r.stdout, drift };
     },
     async destroy() {
       const r = await stack.destroy({ color: "never" });
