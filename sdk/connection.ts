@@ -59,7 +59,7 @@ const hopShape = {
   host: z
     .string({ error: "host is required" })
     .trim()
-    .min(1, "host must not be empty")
+    .min(1, { error: "host must not be empty", abort: true })
     .regex(hostPattern, "host must be a DNS name or an IP address"),
   port: z.number().int("port must be a whole number").min(1, "port must be 1-65535").max(65535, "port must be 1-65535").default(22),
   user: z.string().regex(userPattern, "user must be a plain login name").default("root"),

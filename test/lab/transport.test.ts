@@ -104,6 +104,27 @@ describe("SSH transport against real sshd", () => {
   });
 });
 
+describe("bastion", () => {
+  it("tunnels through a proxy host (here to the bastion's own loopback sshd)", async () => {
+    const bastion = hosts[1];
+    const t = toTarget(connectionSchema.parse({
+      host: "127.0.0.1", privateKey: bastion.privateKey, hostKey: bastion.hostKey,
+      proxy: { host: bastion.host, privateKey: bastion.privateKey, hostKey: bastion.hostKey },
+    }));
+    const r = await (await session(t)).run("hostname", "hostname");
+    expect(r.stdout.trim()).toBe(bastion.name);
+  });
+  it("verifies the bastion's host key too", async () => {
+    const t = toTarget(connectionSchema.parse({
+      host: "127.0.0.1", privateKey: hosts[1].privateKey, hostKey: hosts[1].hostKey,
+      proxy: { host: hosts[1].host, privateKey: hosts[1].privateKey, hostKey: hosts[0].hostKey },
+    }));
+    const err = await expectHostError(session(t));
+    expect(err.message).toContain("via bastion");
+    expect(err.message).toContain("host key changed");
+  });
+});
+
 describe("credentials stay out of errors", () => {
   it("never echoes a private key or password in an error", async () => {
     const key = hosts[0].privateKey;
