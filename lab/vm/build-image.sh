@@ -145,8 +145,32 @@ in_root systemctl enable systemd-networkd.service >&2
 # Units that only cost boot time (or would prompt/upgrade) in a lab VM. A masked unit stays masked.
 in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   apt-daily.service apt-daily-upgrade.service systemd-firstboot.service e2scrub_all.timer \
-  e2scrub_reap.service fstrim.timer >&2
+  e2scrub_reap.service fstrim.timer systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+  modprobe@drm.service modprobe@efi_pstore.service systemd-pstore.service \
+  sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount >&2
+# The journal stays in memory (journalctl -b works; no flush to disk on the boot's critical path).
+mkdir -p "$ROOT/etc/systemd/journald.conf.d"
+cat >"$ROOT/etc/systemd/journald.conf.d/pulumi-conntrack-lab.conf" <<'EOF'
+[Journal]
+Storage=volatile
+RuntimeMaxUse=32M
+EOF
 in_root systemctl enable netfilter-persistent.service >&2
+
+# Drivers udev would autoload for the emulated machine (-cpu max has svm/vmx; i440fx has IDE) that
+# only cost boot time under emulation.
+cat >"$ROOT/etc/modprobe.d/pulumi-conntrack-lab-vm.conf" <<'EOF'
+# pulumi-conntrack lab VM: not needed under qemu TCG
+blacklist kvm_amd
+blacklist kvm_intel
+blacklist kvm
+blacklist powernow_k8
+blacklist ata_piix
+blacklist ata_generic
+blacklist pata_acpi
+blacklist floppy
+blacklist pcspkr
+EOF
 
 # --- 5. SSH: key-only root login, identity from qemu fw_cfg at every boot --------------------------
 rm -f "$ROOT"/etc/ssh/ssh_host_*
@@ -184,7 +208,7 @@ if [ -r "$FW/host_key/raw" ]; then
   chmod 644 "$K.pub.new"
   mv -f "$K.new" "$K"
   mv -f "$K.pub.new" "$K.pub"
-  echo "identity: host key from fw_cfg: $(ssh-keygen -l -f "$K.pub")"
+  echo "identity: host key from fw_cfg: $(cut -d' ' -f1,2 "$K.pub")"
 elif [ ! -s "$K" ]; then
   echo "identity: no host key in fw_cfg; generating a random one" >&2
   rm -f "$K" "$K.pub"
@@ -205,14 +229,14 @@ fi
 EOF
 chmod 755 "$ROOT/usr/local/sbin/pulumi-conntrack-identity"
 
+# Ordered only after the root fs and before ssh.service: it runs in parallel with the rest of the boot.
 cat >"$ROOT/etc/systemd/system/pulumi-conntrack-identity.service" <<'EOF'
 [Unit]
 Description=pulumi-conntrack lab: SSH identity from qemu fw_cfg
 DefaultDependencies=no
-After=local-fs.target systemd-modules-load.service
-Before=ssh.service sysinit.target
+After=local-fs.target
+Before=ssh.service shutdown.target
 Conflicts=shutdown.target
-Before=shutdown.target
 
 [Service]
 Type=oneshot
@@ -220,7 +244,7 @@ RemainAfterExit=yes
 ExecStart=/usr/local/sbin/pulumi-conntrack-identity
 
 [Install]
-WantedBy=sysinit.target ssh.service
+WantedBy=multi-user.target ssh.service
 EOF
 in_root systemctl enable pulumi-conntrack-identity.service >&2
 
@@ -244,7 +268,7 @@ cp "$ROOT/boot/vmlinuz-$KREL" "$WORK/vmlinuz"
 cp "$ROOT/boot/initrd.img-$KREL" "$WORK/initrd.img"
 echo "$KREL" >"$WORK/kernel-release"
 # console on the serial port (logged by vm.sh), root is the virtio disk, no quiet, no resume wait.
-echo "root=/dev/vda rootfstype=ext4 rw console=ttyS0,115200 noresume mitigations=off random.trust_cpu=on systemd.show_status=auto" \
+echo "root=/dev/vda rootfstype=ext4 rw console=ttyS0,115200 noresume edd=off tsc=reliable mitigations=off random.trust_cpu=on systemd.show_status=auto" \
   >"$WORK/cmdline"
 
 for m in proc sys dev/pts dev; do
@@ -270,5 +294,26 @@ touch "$WORK/complete"
 rm -rf "$OUT" # a stale, incomplete dir of the same recipe
 mv "$WORK" "$OUT"
 WORK=
+# Older recipes' images go (a stopped VM whose image is gone gets a fresh disk at its next boot; a
+# running one keeps its open file). Also leftovers of builds that died (their recipe's lock is free).
+for d in "$VMCACHE"/*/ "$VMCACHE"/.build-*/; do
+  d=${d%/}
+  [[ -d $d ]] || continue
+  b=$(basename "$d")
+  if [[ $b =~ ^[0-9a-f]{16}$ ]]; then
+    [[ $b != "$HASH" ]] || continue
+  elif [[ $b =~ ^\.build-([0-9a-f]{16})\. ]]; then
+    if [[ ${BASH_REMATCH[1]} != "$HASH" ]]; then
+      flock -n "$VMCACHE/.lock-${BASH_REMATCH[1]}" true || continue # being built right now
+    fi
+  else
+    continue
+  fi
+  grep -q " $d/" /proc/mounts && continue
+  echo "build-image: removing old $d" >&2
+  rm -rf "$d"
+  [[ $b =~ ^[0-9a-f]{16}$ ]] && rm -f "$VMCACHE/.lock-$b"
+done
+
 echo "build-image: built $OUT in $(( END - START ))s (rootfs ${USED} MiB, kernel $KREL)" >&2
 echo "$OUT" >&3
