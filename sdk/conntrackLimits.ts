@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionInput } from "./connection";
 import { splitConnection } from "./internal/connectionInputs";
-import { stubProvider } from "./internal/stub";
+import { StubbedResource } from "./internal/stub";
 import type { TimeoutName } from "./conntrackLimits.schema";
 
 export type ConntrackTimeouts = Partial<Record<TimeoutName, number>>;
@@ -23,7 +23,7 @@ export interface ConntrackLimitsArgs {
 }
 
 /** Sizes the conntrack table and sets its timeouts on one host, and keeps them set. */
-export class ConntrackLimits extends pulumi.dynamic.Resource {
+export class ConntrackLimits extends StubbedResource {
   /** Kernel values found before the first change, restored on destroy. */
   declare public readonly previous: pulumi.Output<Record<string, string>>;
   /** Kernel values read from the host at the last create, update or refresh. */
@@ -40,10 +40,9 @@ export class ConntrackLimits extends pulumi.dynamic.Resource {
   constructor(name: string, args: ConntrackLimitsArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, credentials } = splitConnection(args.connection);
     super(
-      stubProvider,
+      "ConntrackLimits",
       name,
       {
-        resourceType: "ConntrackLimits",
         owner: name,
         connection,
         credentials,
@@ -59,8 +58,6 @@ export class ConntrackLimits extends pulumi.dynamic.Resource {
         warnings: undefined,
       },
       { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "credentials"] },
-      "pulumi-conntrack",
-      "ConntrackLimits",
     );
   }
 }

@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LocalWorkspace, type ConfigMap, type Stack } from "@pulumi/pulumi/automation";
@@ -11,8 +11,10 @@ export interface TestStack {
   /** Everything one `pulumi` call printed, for asserting on what a user would see. */
   preview(): Promise<{ stdout: string; changes: Record<string, number> }>;
   up(): Promise<{ stdout: string; changes: Record<string, number>; outputs: Record<string, unknown> }>;
-  /** Refresh, with the properties the engine saw drift in, per resource name. */
-  refresh(): Promise<{ stdout: string; drift: Record<string, string[]> }>;
+  /** Refresh, with the resources the engine found changed on the host (name → operation). */
+  refresh(): Promise<{ stdout: string; drift: Record<string, string> }>;
+  /** Every file the file backend wrote (state, backups, history), as stored on disk. */
+  backendFiles(): string[];
   destroy(): Promise<{ stdout: string }>;
   state(): Promise<any>;
   setConfig(config: ConfigMap): Promise<void>;
@@ -54,12 +56,12 @@ export async function testStack(program: string, config: ConfigMap): Promise<Tes
       return { stdout: r.stdout, changes: changes(r.summary.resourceChanges as Record<string, number>), outputs };
     },
     async refresh() {
-      const drift: Record<string, string[]> = {};
+      const drift: Record<string, string> = {};
       const r = await stack.refresh({
         color: "never",
         onEvent: (e) => {
           const m = e.resOutputsEvent?.metadata;
-          if (m && m.op !== "same" && m.diffs?.length) drift[m.urn.split("::").pop()!] = m.diffs;
+          if (m && m.op !== "same") drift[m.urn.split("::").pop()!] = m.op;
         },
       });
       return { stdout: r.stdout, drift };
@@ -67,6 +69,10 @@ export async function testStack(program: string, config: ConfigMap): Promise<Tes
     async destroy() {
       const r = await stack.destroy({ color: "never" });
       return { stdout: r.stdout };
+    },
+    backendFiles() {
+      const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [readFileSync(join(d, e.name), "utf8")]));
+      return walk(join(dir, "backend"));
     },
     async state() {
       return (await stack.exportStack()).deployment;
