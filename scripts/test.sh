@@ -9,5 +9,5 @@ bash scripts/setup.sh
 source scripts/env.sh
 # Leftovers of a crashed earlier run (found by their own names and pid files) go first.
 bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
-bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
+bash lab/vm/vm.sh destroy e2e-limits >/dev/null 2>&1 || true
 exec npx vitest run "$@"

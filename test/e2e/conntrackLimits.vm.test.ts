@@ -47,9 +47,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await stack?.destroy().catch(() => undefined);
-  await stack?.dispose();
-  await destroyVm(vmName);
+  try {
+    await stack?.destroy().catch(() => undefined);
+    await stack?.dispose();
+  } finally {
+    await destroyVm(vmName);
+  }
 });
 
 describe("ConntrackLimits on a real kernel", () => {
@@ -124,7 +127,7 @@ describe("ConntrackLimits on a real kernel", () => {
     expect((await stack.refresh()).drift).toEqual({});
     await sh(`sysctl -w ${keys.max}=5000`);
     const { drift } = await stack.refresh();
-    expect(drift).toEqual({ "limits-vm": "update" });
+    expect(drift).toEqual({ "limits-vm": ["live"] });
     const res = (await stack.state()).resources.find((r: { type: string }) => r.type.includes("ConntrackLimits"));
     expect(res.outputs.live[keys.max]).toBe("5000");
     const { changes } = await stack.up();

@@ -11,8 +11,8 @@ export interface TestStack {
   /** Everything one `pulumi` call printed, for asserting on what a user would see. */
   preview(): Promise<{ stdout: string; changes: Record<string, number> }>;
   up(): Promise<{ stdout: string; changes: Record<string, number>; outputs: Record<string, unknown> }>;
-  /** Refresh, with the resources the engine found changed on the host (name → operation). */
-  refresh(): Promise<{ stdout: string; drift: Record<string, string> }>;
+  /** Refresh, with the outputs that changed on the host, per resource name. */
+  refresh(): Promise<{ stdout: string; drift: Record<string, string[]> }>;
   /** Every file the file backend wrote (state, backups, history), as stored on disk. */
   backendFiles(): string[];
   destroy(): Promise<{ stdout: string }>;
@@ -56,14 +56,22 @@ export async function testStack(program: string, config: ConfigMap): Promise<Tes
       return { stdout: r.stdout, changes: changes(r.summary.resourceChanges as Record<string, number>), outputs };
     },
     async refresh() {
-      const drift: Record<string, string> = {};
+      // The engine reports "update" for every refreshed custom resource; drift is what changed.
+      const drift: Record<string, string[]> = {};
+      let events = 0;
       const r = await stack.refresh({
         color: "never",
         onEvent: (e) => {
+          events++;
           const m = e.resOutputsEvent?.metadata;
-          if (m && m.op !== "same") drift[m.urn.split("::").pop()!] = m.op;
+          if (!m?.old || !m.new) return;
+          const before = m.old.outputs ?? {};
+          const after = m.new.outputs ?? {};
+          const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+          if (changed.length > 0) drift[m.urn.split("::").pop()!] = changed.sort();
         },
       });
+      if (events === 0) throw new Error("pulumi refresh delivered no engine events");
       return { stdout: r.stdout, drift };
     },
     async destroy() {
