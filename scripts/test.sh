@@ -10,4 +10,6 @@ source scripts/env.sh
 # Leftovers of a crashed earlier run (found by their own names and pid files) go first.
 bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
 bash lab/vm/vm.sh destroy e2e-limits >/dev/null 2>&1 || true
+# Tests are type-checked too (vitest itself only strips types).
+npx tsc -p test/tsconfig.json
 exec npx vitest run "$@"

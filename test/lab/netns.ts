@@ -1,33 +1,12 @@
 // Namespaced lab hosts for integration tests: each host is a network namespace with its own sshd,
 // /etc (overlay), /run, /root and /tmp, made by lab/netns/hosts.sh (needs root). Node built-ins
 // only. The same LabHost shape is used by the VM half of the lab (test/lab/vm.ts).
-import { spawn } from "node:child_process";
+import { runProcess, sshExec, type ExecResult, type LabHost } from "./host";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { constants, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** One SSH-reachable lab host. */
-export interface LabHost {
-  /** Host name; for namespaced hosts also the network namespace's name (`ip netns exec NAME`). */
-  name: string;
-  /** Address to connect to. */
-  host: string;
-  port: number;
-  user: string;
-  /** The client's private key (OpenSSH PEM text), authorized for `user`. */
-  privateKey: string;
-  /** The host's public key, `ssh-ed25519 AAAA...` (no comment): pin it. */
-  hostKey: string;
-  /** A known_hosts file that lists this host's key. */
-  knownHostsPath: string;
-}
-
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  /** Exit status; 128 + signal number if the process was killed; ssh itself fails with 255. */
-  code: number;
-}
+export type { ExecResult, LabHost } from "./host";
 
 /** The hosts.json entries written by hosts.sh. */
 interface HostsJsonEntry {
@@ -45,29 +24,8 @@ const SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh")
 /** Private key text → a file holding it, for system ssh's -i. */
 const keyFiles = new Map<string, string>();
 
-function run(cmd: string, args: string[], input?: string, timeoutMs?: number): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL" });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      const sig = signal ? (constants.signals as Record<string, number>)[signal] ?? 0 : 0;
-      resolve({
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-        code: code ?? 128 + sig,
-      });
-    });
-    child.stdin.on("error", () => {}); // the command may exit without reading its input
-    child.stdin.end(input ?? "");
-  });
-}
-
 function script(args: string[]): Promise<ExecResult> {
-  return run("bash", [SCRIPT, ...args]);
+  return runProcess("bash", [SCRIPT, ...args]);
 }
 
 function failure(what: string, r: ExecResult): Error {
@@ -133,26 +91,5 @@ export async function hostExec(
   command: string,
   options: { input?: string; timeoutMs?: number } = {},
 ): Promise<ExecResult> {
-  const key = await keyFileFor(host.privateKey);
-  const args = [
-    "-F", "/dev/null",
-    "-i", key,
-    "-p", String(host.port),
-    "-o", "IdentitiesOnly=yes",
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", `UserKnownHostsFile=${host.knownHostsPath}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "CheckHostIP=no",
-    "-o", "ConnectTimeout=10",
-    "-o", "ServerAliveInterval=5",
-    "-o", "ServerAliveCountMax=3",
-    "-o", "LogLevel=ERROR",
-    // cheaper than OpenSSH's default sntrup761x25519 (~55 ms of client CPU per connection)
-    "-o", "KexAlgorithms=^curve25519-sha256",
-    "--",
-    `${host.user}@${host.host}`,
-    command,
-  ];
-  return run("ssh", args, options.input, options.timeoutMs);
+  return sshExec(host, await keyFileFor(host.privateKey), command, options);
 }

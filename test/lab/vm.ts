@@ -1,36 +1,10 @@
 // Typed wrapper around lab/vm/vm.sh: Debian 12 VMs (qemu, software emulation) reached over SSH
 // through a 127.0.0.1 port forward. Node built-ins only.
-import { execFile } from "node:child_process";
-import { constants as osConstants } from "node:os";
+import { runProcess, sshExec, type ExecOptions, type ExecResult, type LabHost } from "./host";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
-export interface LabHost {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  /** The lab's client private key (OpenSSH format), authorized for root in every lab VM. */
-  privateKey: string;
-  /** The VM's own host key, "ssh-ed25519 AAAA..." (no comment). */
-  hostKey: string;
-  /** known_hosts file with exactly this VM's `[127.0.0.1]:PORT ssh-ed25519 ...` line. */
-  knownHostsPath: string;
-}
-
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  /** Exit code of the remote command; 255 = ssh itself failed; 128+N = killed by signal N locally. */
-  code: number;
-}
-
-export interface ExecOptions {
-  /** Local timeout for the whole ssh run (default 120 s). */
-  timeoutMs?: number;
-  /** Written to the remote command's stdin. */
-  input?: string;
-}
+export type { ExecOptions, ExecResult, LabHost } from "./host";
 
 /** Absolute path of lab/vm/vm.sh. */
 export const VM_SCRIPT = path.resolve(import.meta.dirname, "../../lab/vm/vm.sh");
@@ -45,31 +19,8 @@ function checkName(name: string): void {
   if (!NAME_RE.test(name)) throw new Error(`bad lab VM name ${JSON.stringify(name)} (must match ${NAME_RE})`);
 }
 
-function run(file: string, args: string[], timeoutMs: number, input?: string): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      file,
-      args,
-      { encoding: "utf8", maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs, killSignal: "SIGTERM" },
-      (err, stdout, stderr) => {
-        if (!err) return resolve({ stdout, stderr, code: 0 });
-        const e = err as NodeJS.ErrnoException & { code?: number | string; signal?: NodeJS.Signals | null; killed?: boolean };
-        if (typeof e.code === "number") return resolve({ stdout, stderr, code: e.code });
-        if (e.signal) {
-          const n = osConstants.signals[e.signal] ?? 0;
-          const why = e.killed ? ` (killed after ${timeoutMs} ms)` : "";
-          return resolve({ stdout, stderr: `${stderr}${stderr.endsWith("\n") || !stderr ? "" : "\n"}${file}: ${e.signal}${why}\n`, code: 128 + n });
-        }
-        reject(err); // spawn failure (ENOENT, ...)
-      },
-    );
-    child.stdin?.on("error", () => {}); // the remote side may close stdin early
-    child.stdin?.end(input ?? "");
-  });
-}
-
 async function vmScript(args: string[], timeoutMs: number): Promise<string> {
-  const r = await run("bash", [VM_SCRIPT, ...args], timeoutMs);
+  const r = await runProcess("bash", [VM_SCRIPT, ...args], { timeoutMs });
   if (r.code !== 0) {
     throw new Error(`vm.sh ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr.trimEnd()}`);
   }
@@ -158,25 +109,5 @@ export async function cleanupVms(): Promise<void> {
 /** Run `command` (a shell command line) as root in the VM over the system ssh client. */
 export async function vmExec(name: string, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
   const h = await readHostJson(name);
-  const args = [
-    "-F", "none",
-    "-i", h.privateKeyPath,
-    "-p", String(h.port),
-    "-o", "IdentitiesOnly=yes",
-    "-o", "IdentityAgent=none",
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", `UserKnownHostsFile=${h.knownHostsPath}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "HostKeyAlgorithms=ssh-ed25519",
-    "-o", "CheckHostIP=no",
-    "-o", "UpdateHostKeys=no",
-    "-o", "ConnectTimeout=30",
-    "-o", "ServerAliveInterval=10",
-    "-o", "ServerAliveCountMax=6",
-    "-o", "LogLevel=ERROR",
-    `${h.user}@${h.host}`,
-    command,
-  ];
-  return run("ssh", args, opts.timeoutMs ?? 120_000, opts.input);
+  return sshExec(h, h.privateKeyPath, command, opts);
 }

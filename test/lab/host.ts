@@ -1,0 +1,83 @@
+// What both halves of the lab hand to tests: a host reachable over SSH with a pinned key, and a
+// way to run commands on it with the system's own ssh client (independent of the code under test).
+import { spawn } from "node:child_process";
+import { constants } from "node:os";
+
+/** One SSH-reachable lab host (a namespaced host or a VM). */
+export interface LabHost {
+  /** Host name; for namespaced hosts also the network namespace's name (`ip netns exec NAME`). */
+  name: string;
+  /** Address to connect to. */
+  host: string;
+  port: number;
+  user: string;
+  /** The lab client's private key (OpenSSH text), authorized for `user`. */
+  privateKey: string;
+  /** The host's public key, `ssh-ed25519 AAAA...` (no comment): pin it. */
+  hostKey: string;
+  /** A known_hosts file that lists this host's key. */
+  knownHostsPath: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; 128 + signal number if the process was killed; ssh itself fails with 255. */
+  code: number;
+}
+
+export interface ExecOptions {
+  /** Written to the command's stdin. */
+  input?: string;
+  /** Kill the command after this long. */
+  timeoutMs?: number;
+}
+
+/** Runs a local program; resolves with its exit status, never rejects for a non-zero exit. */
+export function runProcess(file: string, args: string[], options: ExecOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], timeout: options.timeoutMs, killSignal: "SIGKILL" });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const sig = signal ? ((constants.signals as Record<string, number>)[signal] ?? 0) : 0;
+      resolve({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), code: code ?? 128 + sig });
+    });
+    child.stdin.on("error", () => {}); // the command may exit without reading its input
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+/**
+ * Runs `command` (a shell command line) on a lab host through the system's ssh client, verifying
+ * the host key against its known_hosts file. Resolves with the remote exit code.
+ */
+export function sshExec(host: Omit<LabHost, "privateKey">, keyPath: string, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  const args = [
+    "-F", "/dev/null",
+    "-i", keyPath,
+    "-p", String(host.port),
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", `UserKnownHostsFile=${host.knownHostsPath}`,
+    "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", "CheckHostIP=no",
+    "-o", "UpdateHostKeys=no",
+    "-o", "ConnectTimeout=30",
+    // a host removed under an open session must not hang the test
+    "-o", "ServerAliveInterval=5",
+    "-o", "ServerAliveCountMax=6",
+    "-o", "LogLevel=ERROR",
+    // cheaper than OpenSSH's default sntrup761x25519 (~55 ms of client CPU per connection)
+    "-o", "KexAlgorithms=^curve25519-sha256",
+    "--",
+    `${host.user}@${host.host}`,
+    command,
+  ];
+  return runProcess("ssh", args, { timeoutMs: 120_000, ...options });
+}
