@@ -61,8 +61,11 @@ describe("ConntrackLimits on a real kernel", () => {
   });
 
   it("preview lists live → desired per key and the files to write, and changes nothing", async () => {
+    // A tuning file that systemd-sysctl applies after ours would undo max at every boot.
+    await sh("printf 'net.netfilter.nf_conntrack_max = 65536\\n' > /etc/sysctl.d/95-tuning.conf");
     const t = Date.now();
     const { stdout, changes } = await stack.preview();
+    await sh("rm /etc/sysctl.d/95-tuning.conf");
     console.log(`[figure] VM preview: ${Date.now() - t} ms`);
     expect(changes).toMatchObject({ create: 2 });
     expect(stdout).toMatch(/net\.netfilter\.nf_conntrack_max\s*: "4096 → 131072"/);
@@ -70,6 +73,7 @@ describe("ConntrackLimits on a real kernel", () => {
     expect(stdout).toMatch(/net\.netfilter\.nf_conntrack_tcp_timeout_established\s*: "432000 → 7200"/);
     expect(stdout).toMatch(/\/etc\/sysctl\.d\/90-pulumi-conntrack-limits-vm-[0-9a-f]{8}\.conf\s*: "write"/);
     expect(stdout).toMatch(/\/etc\/modprobe\.d\/pulumi-conntrack-limits-vm-[0-9a-f]{8}\.conf\s*: "write"/);
+    expect(stdout).toContain("/etc/sysctl.d/95-tuning.conf line 1 sets net.netfilter.nf_conntrack_max = 65536 and is applied after ours at boot");
     expect(stdout).not.toContain(vm.privateKey.split("\n")[1]);
     expect(await live()).toEqual(original);
     expect(await fileListing()).toBe(originalFiles);
