@@ -3,7 +3,7 @@ import { conntrackLimitsSettingsSchema, type ConntrackLimitsSettings } from "../
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { conntrackFacts, forgetFacts } from "../facts/read";
 import type { ConntrackFacts } from "../facts/conntrack";
-import { containsUnknown, failuresOf, resourceId, targetOf, unknown } from "../dynamic";
+import { containsUnknown, failuresOf, resourceId, targetOf } from "../dynamic";
 import { iptablesConfigPath } from "../persistence/iptablesConfig";
 import { HostError } from "../transport/errors";
 import { session, withHostLock } from "../transport/pool";
@@ -231,4 +231,3 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
   },
 };
 
-export { unknown };

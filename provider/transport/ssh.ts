@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { HostError, type FailureLayer } from "./errors";
-import { fingerprint, judgeHostKey, type HostKeyVerdict } from "./hostKeys";
+import { judgeHostKey, type HostKeyVerdict } from "./hostKeys";
 import type { HostTarget, Hop } from "./target";
 
 export interface ExecResult {
@@ -177,4 +177,3 @@ export async function openSession(target: HostTarget): Promise<SshSession> {
   return new SshSession(target, client);
 }
 
-export { fingerprint };
