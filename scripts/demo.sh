@@ -5,7 +5,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-bash scripts/setup.sh
+[ "${1:-}" = down ] || bash scripts/setup.sh
 source scripts/env.sh
 state="$repo/.lab/demo"
 mkdir -p "$state/backend"

@@ -150,7 +150,7 @@ in_root systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-
   sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount >&2
 # The journal stays in memory (journalctl -b works; no flush to disk on the boot's critical path).
 mkdir -p "$ROOT/etc/systemd/journald.conf.d"
-cat >"$ROOT/etc/systemd/journald.conf.d/pulumi-conntrack-lab.conf" <<'EOF'
+cat >"$ROOT/etc/systemd/journald.conf.d/lab-vm.conf" <<'EOF'
 [Journal]
 Storage=volatile
 RuntimeMaxUse=32M
@@ -159,7 +159,7 @@ in_root systemctl enable netfilter-persistent.service >&2
 
 # Drivers udev would autoload for the emulated machine (-cpu max has svm/vmx; i440fx has IDE) that
 # only cost boot time under emulation.
-cat >"$ROOT/etc/modprobe.d/pulumi-conntrack-lab-vm.conf" <<'EOF'
+cat >"$ROOT/etc/modprobe.d/lab-vm-no-hw.conf" <<'EOF'
 # pulumi-conntrack lab VM: not needed under qemu TCG
 blacklist kvm_amd
 blacklist kvm_intel
