@@ -14,5 +14,7 @@ if [ ! -x "$dir/node_modules/.bin/node" ] || [ "$(major "$dir/node_modules/.bin/
   echo "installing Node 22 from the npm registry into $dir" >&2
   mkdir -p "$dir"
   npm install --no-save --no-audit --no-fund --prefix "$dir" node@22 >&2
+  # The package fetches its binary in an install script; if npm skipped it, say so plainly.
+  [ "$(major "$dir/node_modules/.bin/node")" -ge 22 ] || { echo "node@22 from the npm registry did not install a working binary in $dir (were its install scripts blocked?)" >&2; exit 1; }
 fi
 echo "$dir/node_modules/.bin"
