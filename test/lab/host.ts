@@ -1,6 +1,7 @@
 // What both halves of the lab hand to tests: a host reachable over SSH with a pinned key, and a
 // way to run commands on it with the system's own ssh client (independent of the code under test).
 import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { constants } from "node:os";
 
 /** One SSH-reachable lab host (a namespaced host or a VM). */
@@ -17,6 +18,23 @@ export interface LabHost {
   hostKey: string;
   /** A known_hosts file that lists this host's key. */
   knownHostsPath: string;
+}
+
+/** How lab/netns/hosts.sh (hosts.json) and lab/vm/vm.sh (host.json) describe a host. */
+export interface HostJson {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  hostKey: string;
+  knownHostsPath: string;
+}
+
+/** A lab script's host description, with the key read in. */
+export async function labHostFromJson(j: HostJson): Promise<LabHost> {
+  const { privateKeyPath, ...rest } = j;
+  return { ...rest, privateKey: await readFile(privateKeyPath, "utf8") };
 }
 
 export interface ExecResult {

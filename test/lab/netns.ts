@@ -1,23 +1,12 @@
 // Namespaced lab hosts for integration tests: each host is a network namespace with its own sshd,
 // /etc (overlay), /run, /root and /tmp, made by lab/netns/hosts.sh (needs root). Node built-ins
 // only. The same LabHost shape is used by the VM half of the lab (test/lab/vm.ts).
-import { runProcess, sshExec, type ExecResult, type LabHost } from "./host";
+import { labHostFromJson, runProcess, sshExec, type ExecResult, type HostJson, type LabHost } from "./host";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export type { ExecResult, LabHost } from "./host";
-
-/** The hosts.json entries written by hosts.sh. */
-interface HostsJsonEntry {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  hostKey: string;
-  knownHostsPath: string;
-}
 
 const SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh");
 
@@ -41,24 +30,14 @@ export async function startHosts(n: number, prefix = "pcl"): Promise<LabHost[]> 
   const r = await script(["up", String(n), prefix]);
   if (r.code !== 0) throw failure(`lab/netns/hosts.sh up ${n} ${prefix}`, r);
   const path = r.stdout.trim().split("\n").pop() ?? "";
-  const entries = JSON.parse(await readFile(path, "utf8")) as HostsJsonEntry[];
-  const keys = new Map<string, string>();
-  for (const e of entries) {
-    if (!keys.has(e.privateKeyPath)) keys.set(e.privateKeyPath, await readFile(e.privateKeyPath, "utf8"));
-  }
-  return entries.map((e) => {
-    const privateKey = keys.get(e.privateKeyPath)!;
-    keyFiles.set(privateKey, e.privateKeyPath);
-    return {
-      name: e.name,
-      host: e.host,
-      port: e.port,
-      user: e.user,
-      privateKey,
-      hostKey: e.hostKey,
-      knownHostsPath: e.knownHostsPath,
-    };
-  });
+  const entries = JSON.parse(await readFile(path, "utf8")) as HostJson[];
+  return Promise.all(
+    entries.map(async (e) => {
+      const host = await labHostFromJson(e);
+      keyFiles.set(host.privateKey, e.privateKeyPath);
+      return host;
+    }),
+  );
 }
 
 /**

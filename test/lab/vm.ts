@@ -1,6 +1,6 @@
 // Typed wrapper around lab/vm/vm.sh: Debian 12 VMs (qemu, software emulation) reached over SSH
 // through a 127.0.0.1 port forward. Node built-ins only.
-import { runProcess, sshExec, type ExecOptions, type ExecResult, type LabHost } from "./host";
+import { labHostFromJson, runProcess, sshExec, type ExecOptions, type ExecResult, type HostJson, type LabHost } from "./host";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -25,28 +25,6 @@ async function vmScript(args: string[], timeoutMs: number): Promise<string> {
     throw new Error(`vm.sh ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr.trimEnd()}`);
   }
   return r.stdout;
-}
-
-interface HostJson {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  privateKeyPath: string;
-  hostKey: string;
-  knownHostsPath: string;
-}
-
-async function toLabHost(j: HostJson): Promise<LabHost> {
-  return {
-    name: j.name,
-    host: j.host,
-    port: j.port,
-    user: j.user,
-    privateKey: await readFile(j.privateKeyPath, "utf8"),
-    hostKey: j.hostKey,
-    knownHostsPath: j.knownHostsPath,
-  };
 }
 
 function lastJsonLine(stdout: string): HostJson {
@@ -75,18 +53,18 @@ const REBOOT_TIMEOUT_MS = 6 * 60_000;
 /** Start VM `name` (or resume it after powerOffVm, same disk and host key); resolves once SSH answers. */
 export async function bootVm(name: string): Promise<LabHost> {
   checkName(name);
-  return toLabHost(lastJsonLine(await vmScript(["boot", name], BOOT_TIMEOUT_MS)));
+  return labHostFromJson(lastJsonLine(await vmScript(["boot", name], BOOT_TIMEOUT_MS)));
 }
 
 /** The LabHost of a VM booted earlier (by this or another process). */
 export async function vmInfo(name: string): Promise<LabHost> {
-  return toLabHost(await readHostJson(name));
+  return labHostFromJson(await readHostJson(name));
 }
 
 /** Reboot the guest; resolves once SSH answers again (with the same host key) from a new boot. */
 export async function rebootVm(name: string): Promise<LabHost> {
   checkName(name);
-  return toLabHost(lastJsonLine(await vmScript(["reboot", name], REBOOT_TIMEOUT_MS)));
+  return labHostFromJson(lastJsonLine(await vmScript(["reboot", name], REBOOT_TIMEOUT_MS)));
 }
 
 /** Clean shutdown; the disk, keys and port are kept for the next bootVm(name). */
