@@ -34,8 +34,16 @@ export class SshSession {
   /** Runs a POSIX sh script (fed on stdin, so no quoting of the script itself), as root if configured. */
   run(script: string, what: string): Promise<ExecResult> {
     const { sudo } = this.target;
-    const wrapper = sudo === false ? "sh -s" : sudo === true ? "sudo -n -- sh -s" : "sudo -S -p '' -- sh -s";
-    const stdin = sudo === false || sudo === true ? script : `${sudo.password}\n${script}`;
+    // With a password, stdin carries only the password and the script travels base64-encoded in
+    // the command line: a wrong password costs one sudo attempt and is never followed by our
+    // script's lines being read as further attempts.
+    const wrapper =
+      sudo === false
+        ? "sh -s"
+        : sudo === true
+          ? "sudo -n -- sh -s"
+          : `sudo -S -p '' -- sh -c 'printf %s "$0" | base64 -d | sh -s' ${Buffer.from(script).toString("base64")}`;
+    const stdin = sudo === false || sudo === true ? script : `${sudo.password}\n`;
     const label = this.target.label;
     const timeoutMs = this.target.commandTimeout * 1000;
     return new Promise((resolve, reject) => {
@@ -52,7 +60,7 @@ export class SshSession {
         channel.on("close", (code: number | null) => {
           clearTimeout(timer);
           const result = { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errOut).toString("utf8"), code: code ?? -1 };
-          if (sudo !== false && result.code !== 0 && /sudo: (a password is required|.*incorrect password|.*not in the sudoers)/.test(result.stderr)) {
+          if (sudo !== false && result.code !== 0 && /sudo: (a password is required|.*incorrect password|.*not in the sudoers)|may not run sudo/.test(result.stderr)) {
             return reject(new HostError(label, "sudo", `sudo refused to run "${what}" as root: ${result.stderr.trim().split("\n")[0]}`, "allow the user passwordless sudo, or pass connection.sudo = { password }"));
           }
           resolve(result);

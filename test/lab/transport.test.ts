@@ -5,7 +5,7 @@ import { HostError } from "../../provider/transport/errors";
 import { closeAll, connectionsOpened, session } from "../../provider/transport/pool";
 import { connectionSchema } from "../../sdk/connection";
 import { toTarget } from "../../provider/transport/target";
-import { startHosts, stopHosts, type LabHost } from "./netns";
+import { hostExec, startHosts, stopHosts, type LabHost } from "./netns";
 
 // Real sshd in network namespaces: authentication, host keys, retries and pooling, measured from
 // the host's side where it matters (SYN counters in the namespace, not our own bookkeeping).
@@ -101,6 +101,38 @@ describe("SSH transport against real sshd", () => {
     }
     expect(connectionsOpened.size).toBe(opened);
     expect(syns()).toBe(before);
+  });
+});
+
+describe("sudo for a non-root user", () => {
+  // Users live in the host's private /etc; their home in its private /tmp.
+  beforeAll(async () => {
+    const h = hosts[0];
+    const setup = [
+      "set -e",
+      "for u in ops nosudo; do id $u >/dev/null 2>&1 || useradd -M -d /tmp/$u -s /bin/sh $u; mkdir -p /tmp/$u/.ssh; cp /root/.ssh/authorized_keys /tmp/$u/.ssh/; chown -R $u /tmp/$u; chmod 700 /tmp/$u/.ssh; done",
+      "echo 'ops:s3cret-sudo-pw' | chpasswd; echo 'nosudo:x-unused-x' | chpasswd",
+      "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops; chmod 440 /etc/sudoers.d/ops",
+    ].join("\n");
+    const r = await hostExec(h, "sh -s", { input: setup });
+    expect(r.stderr).toBe("");
+  });
+
+  it("runs the script as root through sudo with a password, which stays out of output", async () => {
+    const s = await session(targetFor(hosts[0], { user: "ops", sudo: { password: "s3cret-sudo-pw" } }));
+    const r = await s.run("id -u; echo done", "whoami via sudo");
+    expect(r).toMatchObject({ code: 0, stdout: "0\ndone\n" });
+    expect(r.stderr).not.toContain("s3cret");
+  });
+
+  it("names the host and the fix when sudo refuses", async () => {
+    const wrongPassword = await expectHostError((await session(targetFor(hosts[0], { user: "ops", sudo: { password: "wrong" } }))).run("id -u", "whoami via sudo"));
+    expect(wrongPassword.layer).toBe("sudo");
+    expect(wrongPassword.message).toContain(`ops@${hosts[0].host}:22: sudo refused to run "whoami via sudo" as root`);
+    expect(wrongPassword.message).not.toContain("wrong");
+    const notAllowed = await expectHostError((await session(targetFor(hosts[0], { user: "nosudo", sudo: true }))).run("id -u", "whoami via sudo"));
+    expect(notAllowed.layer).toBe("sudo");
+    expect(notAllowed.message).toContain("Fix: allow the user passwordless sudo, or pass connection.sudo = { password }");
   });
 });
 
