@@ -96,6 +96,3 @@ export const connectionSchema = z
   });
 
 export type ParsedConnection = z.output<typeof connectionSchema>;
-
-/** The fields that are secrets; they travel in a separate, secret property. */
-export const secretFields = ["password", "privateKey", "privateKeyPassword"] as const;

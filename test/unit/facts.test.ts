@@ -10,7 +10,7 @@ describe("conntrack facts parser", () => {
     expect(f.sysctl["net.netfilter.nf_conntrack_max"]).toBe("4096");
     expect(f.sysctl["net.netfilter.nf_conntrack_tcp_timeout_established"]).toBe("432000");
     expect(f.hashsize).toBe(4096);
-    expect(f.entryBytes).toBe(320);
+    expect(f.entryBytes).toBe(256);
     expect(f.memTotalBytes).toBe(492748 * 1024);
     expect(f.holders).toEqual(["nf_nat", "xt_conntrack"]);
     expect(f.systemd && f.udevadm).toBe(true);

@@ -98,7 +98,7 @@ describe("planConntrackLimits", () => {
 
   it("estimates memory and warns about a large share of RAM and a poor max/hashsize ratio", () => {
     const plan = planConntrackLimits(want({ max: 1_048_576, hashsize: 4096 }), facts("debian12-vm-loaded"));
-    expect(plan.memory.bytes).toBe(1_048_576 * 320 + 4096 * 8);
+    expect(plan.memory.bytes).toBe(1_048_576 * 256 + 4096 * 8);
     expect(plan.warnings).toContainEqual(expect.stringContaining("of this host's 481 MiB RAM"));
     expect(plan.warnings).toContainEqual(expect.stringContaining("max/hashsize = 256.0 entries per bucket"));
   });
