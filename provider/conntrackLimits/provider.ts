@@ -115,7 +115,9 @@ async function converge(target: HostTarget, props: Inputs, oldPrevious: Record<s
       for (const path of Object.keys(plan.writeFiles)) if (facts.owned[path] !== undefined) previousFiles[path] = facts.owned[path];
     }
     requireNoBlockers(target, plan);
-    const restore = planRestore({ id: "", previous: dropped, previousFiles: {} }, facts);
+    // Our own files still list the dropped keys until this apply removes them: pass our id so they
+    // don't count as another owner's.
+    const restore = planRestore({ id, previous: dropped, previousFiles: {} }, facts);
     const all: ConntrackPlan = { ...plan, changes: [...restore.changes, ...plan.changes] };
     try {
       if (all.changes.length > 0 || Object.keys(all.writeFiles).length > 0 || all.removeFiles.length > 0) {

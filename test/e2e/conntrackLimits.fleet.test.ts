@@ -82,6 +82,14 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     expect(timeoutsOf(hosts[3])).toEqual(["3600", "45"]);
   });
 
+  it("a timeout dropped from the program goes back to what it was; the rest stay", async () => {
+    await stack.setConfig({ settings: { value: JSON.stringify({ timeouts: { tcpEstablished: 3600 } }) } });
+    const { changes } = await stack.up();
+    expect(changes).toMatchObject({ update: count });
+    hosts.forEach((h, i) => expect(timeoutsOf(h)).toEqual(["3600", defaults[i][1]]));
+    expect((await hostExec(hosts[0], "cat /etc/sysctl.d/90-pulumi-conntrack-*.conf")).stdout).not.toContain("udp_timeout");
+  });
+
   it("destroy puts every host's timeouts back", async () => {
     await stack.destroy();
     expect(hosts.map(timeoutsOf)).toEqual(defaults);

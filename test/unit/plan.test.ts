@@ -133,6 +133,14 @@ describe("planRestore", () => {
     const plan = planRestore({ id: "web-0a1b2c3d", previous, previousFiles: {} }, f);
     expect(plan.changes.map((c) => c.key)).toEqual([]);
   });
+  it("restores a key dropped from the resource even while its own file still sets it", () => {
+    const f = facts("debian12-vm-loaded");
+    f.hashsize = 65536;
+    const mine = ownedPaths("web-0a1b2c3d");
+    f.modprobeOptions = [{ file: mine.modprobe, line: 4, module: "nf_conntrack", options: "hashsize=65536" }];
+    const plan = planRestore({ id: "web-0a1b2c3d", previous: { "nf_conntrack.hashsize": "4096" }, previousFiles: {} }, f);
+    expect(plan.changes).toEqual([{ key: "nf_conntrack.hashsize", from: "65536", to: "4096" }]);
+  });
   it("restores a file it edited byte for byte", () => {
     const original = "A=1\r\nIPTABLES_SYSCTL_LOAD_LIST=\"\"\n# trailing";
     const f = facts("rhel7-legacy-iptables-services", { iptablesConfig: "edited" });
