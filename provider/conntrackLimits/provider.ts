@@ -98,7 +98,10 @@ async function converge(target: HostTarget, props: Inputs, oldPrevious: Record<s
   const id = resourceId(slug(props.owner), props.owner, target);
   return withHostLock(target, async () => {
     let facts = await conntrackFacts(target, true);
-    if (facts.module.state === "available" && planConntrackLimits({ owner: props.owner, id, settings, previous: {}, previousFiles: {} }, facts).blockers.length === 0) {
+    // Refuse what this host can't do before touching it; blockers don't depend on `previous`.
+    const first = planConntrackLimits({ owner: props.owner, id, settings, previous: {}, previousFiles: {} }, facts);
+    requireNoBlockers(target, first);
+    if (first.loadModule) {
       await runOrThrow(target, loadModuleScript(facts.module.name), `modprobe ${facts.module.name}`);
       facts = await conntrackFacts(target, true);
     }
@@ -114,15 +117,12 @@ async function converge(target: HostTarget, props: Inputs, oldPrevious: Record<s
     if (oldPrevious === undefined) {
       for (const path of Object.keys(plan.writeFiles)) if (facts.owned[path] !== undefined) previousFiles[path] = facts.owned[path];
     }
-    requireNoBlockers(target, plan);
     // Our own files still list the dropped keys until this apply removes them: pass our id so they
     // don't count as another owner's.
     const restore = planRestore({ id, previous: dropped, previousFiles: {} }, facts);
     const all: ConntrackPlan = { ...plan, changes: [...restore.changes, ...plan.changes] };
     try {
-      if (all.changes.length > 0 || Object.keys(all.writeFiles).length > 0 || all.removeFiles.length > 0) {
-        await runOrThrow(target, applyScript(all), "apply conntrack limits");
-      }
+      if (hasWork(all)) await runOrThrow(target, applyScript(all), "apply conntrack limits");
       facts = await verify(target, (f) => planConntrackLimits(want, f));
     } catch (err) {
       // Nothing half-applied: on a failed first create, put the host back as it was.
@@ -139,20 +139,34 @@ async function rollback(target: HostTarget, id: string, previous: Record<string,
   await runOrThrow(target, applyScript(plan), "roll back conntrack limits");
 }
 
-function outputsOf(props: Inputs, id: string, facts: ConntrackFacts, previous: Record<string, string>, previousFiles: Record<string, string>, plan: ConntrackPlan): Outputs {
+function hasWork(plan: ConntrackPlan): boolean {
+  return plan.changes.length > 0 || Object.keys(plan.writeFiles).length > 0 || plan.removeFiles.length > 0;
+}
+
+/** The live value of each key the host has. */
+function liveValues(facts: ConntrackFacts, keys: string[]): Record<string, string> {
   const live: Record<string, string> = {};
-  for (const key of Object.keys(plan.desired)) {
+  for (const key of keys) {
     const v = liveValue(facts, key);
     if (v !== undefined) live[key] = v;
   }
+  return live;
+}
+
+/** Our files on the host, by the id in their names. */
+function filesOf(facts: ConntrackFacts, id: string): string[] {
+  return Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === id).sort();
+}
+
+function outputsOf(props: Inputs, id: string, facts: ConntrackFacts, previous: Record<string, string>, previousFiles: Record<string, string>, plan: ConntrackPlan): Outputs {
   return {
     ...props,
     persist: props.persist ?? true,
     hostId: id,
     previous,
     previousFiles,
-    live,
-    files: Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === id).sort(),
+    live: liveValues(facts, Object.keys(plan.desired)),
+    files: filesOf(facts, id),
     memoryEstimate: { bytes: plan.memory.bytes, human: plan.memory.human, formula: plan.memory.formula },
     plan: {},
     warnings: plan.warnings,
@@ -210,13 +224,8 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
     if (!props) throw new Error(`ConntrackLimits ${id}: import is not supported; declare the resource and run pulumi up`);
     const target = targetOf(props);
     const facts = await conntrackFacts(target, true);
-    const live: Record<string, string> = {};
-    for (const key of Object.keys(props.live ?? props.previous ?? {})) {
-      const v = liveValue(facts, key);
-      if (v !== undefined) live[key] = v;
-    }
-    const files = Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === props.hostId).sort();
-    return { id, props: { ...props, live, files } };
+    const live = liveValues(facts, Object.keys(props.live ?? props.previous ?? {}));
+    return { id, props: { ...props, live, files: filesOf(facts, props.hostId) } };
   },
 
   async delete(_id, props) {
@@ -225,9 +234,7 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
       const facts = await conntrackFacts(target, true);
       const want = { id: props.hostId, previous: props.previous ?? {}, previousFiles: props.previousFiles ?? {} };
       const plan = planRestore(want, facts);
-      if (plan.changes.length > 0 || Object.keys(plan.writeFiles).length > 0 || plan.removeFiles.length > 0) {
-        await runOrThrow(target, applyScript(plan), "restore conntrack limits");
-      }
+      if (hasWork(plan)) await runOrThrow(target, applyScript(plan), "restore conntrack limits");
       await verify(target, (f) => planRestore(want, f));
     });
   },
