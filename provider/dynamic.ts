@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
 import { parseTarget, toTarget, type HostTarget, type StoredConnection } from "./transport/target";
@@ -28,13 +27,4 @@ export function targetOf(props: StoredConnection): HostTarget {
     throw new Error(`invalid connection: ${parsed.error.issues.map((i) => `${i.path.join(".") || "connection"}: ${i.message}`).join("; ")}`);
   }
   return toTarget(parsed.data);
-}
-
-/**
- * A stable id for a resource on a host: its name plus a hash of name and host, so the same
- * resource always finds its own files, and a replacement on a renamed host gets new ones.
- */
-export function resourceId(slugName: string, owner: string, target: HostTarget): string {
-  const hash = createHash("sha256").update(`${owner}\0${target.host}:${target.port}`).digest("hex").slice(0, 8);
-  return `${slugName}-${hash}`;
 }

@@ -24,11 +24,11 @@ export interface ConntrackLimitsArgs {
 
 /** Sizes the conntrack table and sets its timeouts on one host, and keeps them set. */
 export class ConntrackLimits extends StubbedResource {
-  /** Kernel values found before the first change, restored on destroy. */
+  /** Kernel values found before the first owner came, restored when the last owner leaves. */
   declare public readonly previous: pulumi.Output<Record<string, string>>;
   /** Kernel values read from the host at the last create, update or refresh. */
   declare public readonly live: pulumi.Output<Record<string, string>>;
-  /** Files this resource wrote on the host. */
+  /** pulumi-conntrack's files on the host that persist these values (shared by every resource on it). */
   declare public readonly files: pulumi.Output<string[]>;
   /** Estimated kernel memory the table can take at `max` entries and `hashsize` buckets. */
   declare public readonly memoryEstimate: pulumi.Output<{ bytes: number; human: string; formula: string }>;
@@ -44,6 +44,8 @@ export class ConntrackLimits extends StubbedResource {
       name,
       {
         owner: name,
+        // Project and stack name the resource in the host's ledger, so two stacks never collide.
+        scope: `${pulumi.getProject()}/${pulumi.getStack()}`,
         connection,
         credentials,
         max: args.max,

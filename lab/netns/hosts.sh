@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lab/netns/hosts.sh — cheap lab hosts for pulumi-conntrack: one network namespace per host, each
-# with its own sshd, /etc (overlay), /run, /root and /tmp.
+# with its own sshd, /etc and /var/lib (overlays: the ledger lives there), /run, /root and /tmp.
 #
 #   hosts.sh up N [PREFIX]     create hosts PREFIX-h1..PREFIX-hN (N 1..100, PREFIX default "pcl");
 #                              prints the path of hosts.json as the last stdout line
@@ -372,6 +372,7 @@ INNER='set -e
 cfg=$1; d=${cfg%/sshd/sshd_config}
 exec 3<"$d/sshd" 4<"$d/root" 5<"$d/tmp"
 mount -t overlay pcl-lab-etc -o "lowerdir=/etc,upperdir=$d/etc-upper,workdir=$d/etc-work" /etc
+mount -t overlay pcl-lab-varlib -o "lowerdir=/var/lib,upperdir=$d/varlib-upper,workdir=$d/varlib-work" /var/lib
 mount -t tmpfs -o mode=0755,size=64m pcl-lab-run /run
 mkdir -m 0755 /run/sshd
 mount -c --bind /proc/self/fd/4 /root
@@ -470,7 +471,7 @@ cmd_up() {
     naddrs+=("$NET.$((off / 256)).$((off % 256 + 2))")
   done
   mkdir -p "${hds[@]}"
-  mkdir -m 0755 "${hds[@]/%//sshd}" "${hds[@]/%//etc-upper}" "${hds[@]/%//etc-work}"
+  mkdir -m 0755 "${hds[@]/%//sshd}" "${hds[@]/%//etc-upper}" "${hds[@]/%//etc-work}" "${hds[@]/%//varlib-upper}" "${hds[@]/%//varlib-work}"
   mkdir -m 0700 "${hds[@]/%//root}"
   mkdir -m 0700 "${hds[@]/%//root/.ssh}"
   mkdir -m 1777 "${hds[@]/%//tmp}"

@@ -1,7 +1,7 @@
 import { timeoutKernelSuffix, type TimeoutName } from "../../sdk/conntrackLimits.schema";
-import type { ConntrackFacts } from "../facts/conntrack";
+import type { ConntrackModuleName } from "../facts/conntrack";
 
-export type ModuleName = ConntrackFacts["module"]["name"];
+export type ModuleName = ConntrackModuleName;
 
 /** The sysctl key the host's kernel uses for `max` or a timeout (nf_ names, or legacy ip_ names). */
 export function sysctlKey(field: "max" | TimeoutName, module: ModuleName): string {
@@ -12,14 +12,4 @@ export function sysctlKey(field: "max" | TimeoutName, module: ModuleName): strin
 /** How `hashsize` is named in plans, previous values and outputs. */
 export function hashsizeKey(module: ModuleName): string {
   return `${module}.hashsize`;
-}
-
-/** The /proc path behind a sysctl key. */
-export function procPath(key: string): string {
-  return `/proc/sys/${key.replace(/\./g, "/")}`;
-}
-
-/** The udev rule prefix that re-applies our keys when the module loads (systemd's sysctl.d man page). */
-export function udevPrefix(module: ModuleName): string {
-  return module === "ip_conntrack" ? "/net/ipv4/netfilter" : "/net/netfilter";
 }

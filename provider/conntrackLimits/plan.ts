@@ -1,58 +1,123 @@
 import type { ConntrackLimitsSettings, TimeoutName } from "../../sdk/conntrackLimits.schema";
-import { sysctlDirs, type ConntrackFacts } from "../facts/conntrack";
-import { iptablesConfigPath, readIptablesConfig, withSysctlLoadToken } from "../persistence/iptablesConfig";
-import { idOfOwnedPath, ownedPaths, renderFiles } from "./files";
+import type { HostFacts } from "../facts/host";
+import { sysctlDirs } from "../facts/files";
+import { run, tryRun, type Step } from "../engine/commands";
+import { currentLedger } from "../engine/plan";
+import type { Wanted } from "../engine/transaction";
+import { iptablesConfigPath, unloadsModules } from "../persistence/iptablesConfig";
+import { sysctlDBackend } from "../persistence/sysctlD";
 import { hashsizeKey, sysctlKey, type ModuleName } from "./keys";
 import { estimateMemory, type MemoryEstimate } from "./memory";
 
-/** What one resource wants on a host, normalised to the kernel's own key names. */
-export interface DesiredState {
-  owner: string;
-  id: string;
-  settings: ConntrackLimitsSettings;
-  /** Values found before the first change (key → value), written into our files' headers. */
-  previous: Record<string, string>;
-  /** Original content of files we edit but don't own (path → content). */
-  previousFiles: Record<string, string>;
+/** The facts ConntrackLimits reads (besides the engine's own: system and files). */
+export const conntrackLimitsFacts = ["conntrackModule", "conntrackSysctl", "conntrackTable", "sysctlFiles", "modprobeOptions", "otherOwners"] as const;
+
+/**
+ * The hash table size the kernel will really use: it rounds a request up to whole pages of
+ * bucket heads (8 bytes each), i.e. a multiple of PAGE_SIZE/8 buckets (512 with 4 KiB pages,
+ * 8192 with 64 KiB pages). Comparing the request itself would never match what the host reads back.
+ */
+export function effectiveHashsize(requested: number, pageSize: number): number {
+  const step = Math.max(1, Math.floor(pageSize / 8));
+  return Math.ceil(requested / step) * step;
 }
 
-export interface KeyChange {
-  key: string;
-  from?: string;
-  to: string;
-}
-
-export interface ConntrackPlan {
-  module: ModuleName;
-  loadModule: boolean;
-  /** Desired value per key (sysctl keys and "<module>.hashsize"). */
-  desired: Record<string, string>;
-  changes: KeyChange[];
-  writeFiles: Record<string, string>;
-  removeFiles: string[];
-  warnings: string[];
-  /** Reasons the plan can't be applied on this host at all. */
-  blockers: string[];
-  memory: MemoryEstimate;
-}
-
-const notLoaded = "(module not loaded)";
-
-/** Normalises the settings into key → value in the host kernel's names. */
-export function desiredValues(settings: ConntrackLimitsSettings, module: ModuleName): Record<string, string> {
+/** Normalises the settings into the host kernel's names: sysctl key or "<module>.hashsize" → value. */
+export function desiredValues(settings: ConntrackLimitsSettings, module: ModuleName, pageSize: number): Record<string, string> {
   const out: Record<string, string> = {};
   if (settings.max !== undefined) out[sysctlKey("max", module)] = String(settings.max);
   for (const [name, seconds] of Object.entries(settings.timeouts ?? {})) {
     if (seconds !== undefined) out[sysctlKey(name as TimeoutName, module)] = String(seconds);
   }
-  if (settings.hashsize !== undefined) out[hashsizeKey(module)] = String(settings.hashsize);
+  if (settings.hashsize !== undefined) out[hashsizeKey(module)] = String(effectiveHashsize(settings.hashsize, pageSize));
   return out;
 }
 
-/** The live value of a key in the facts ("<module>.hashsize" included). */
-export function liveValue(facts: ConntrackFacts, key: string): string | undefined {
-  if (key === hashsizeKey(facts.module.name)) return facts.hashsize === undefined ? undefined : String(facts.hashsize);
-  return facts.sysctl[key];
+/** Ledger item key of a value name ("nf_conntrack.hashsize" is a module parameter, the rest sysctls). */
+export function itemKey(name: string): string {
+  return /^(nf|ip)_conntrack\.hashsize$/.test(name) ? `param:${name}` : `sysctl:${name}`;
+}
+
+/** The value name of a ledger item key, as outputs show it. */
+export function valueName(item: string): string {
+  return item.slice(item.indexOf(":") + 1);
+}
+
+export const loadToken = (module: ModuleName) => (module === "ip_conntrack" ? ".ip_conntrack" : ".nf_conntrack");
+
+/**
+ * The pure heart of ConntrackLimits: what it claims on this host, what stops it, what to warn
+ * about. The engine turns the claims into live changes, files and ledger entries.
+ */
+export function wantConntrackLimits(settings: ConntrackLimitsSettings, facts: HostFacts): Wanted & { memory: MemoryEstimate; desired: Record<string, string> } {
+  const module = facts.conntrackModule.name;
+  const desired = desiredValues(settings, module, facts.system.pageSize);
+  const blockers: string[] = [];
+  const warnings: string[] = [];
+  const persist = settings.persist;
+
+  if (facts.conntrackModule.state === "absent") {
+    blockers.push("the kernel has no nf_conntrack module (modinfo nf_conntrack finds nothing): install the kernel's modules package");
+  }
+  const globals = [settings.max !== undefined && "max", settings.hashsize !== undefined && "hashsize"].filter(Boolean).join(" and ");
+  if (globals && !facts.system.initialNetns) {
+    blockers.push(`${globals} are global to the kernel but this host is a network namespace of another machine: manage them on that machine, or drop them here (timeouts are per namespace and fine)`);
+  } else if (globals && (facts.system.container || facts.conntrackSysctl.readOnly.includes(sysctlKey("max", module)))) {
+    blockers.push(`${globals} can't be written here: ${facts.system.container ? `this host is a ${facts.system.container} container` : `${sysctlKey("max", module)} is read-only`}; set them on the machine that runs it (timeouts are per network namespace and fine)`);
+  }
+
+  const claims: Wanted["claims"] = {};
+  for (const [name, value] of Object.entries(desired)) claims[itemKey(name)] = { value, persist };
+  const iptablesConfig = facts.files[iptablesConfigPath];
+  const hasSysctls = Object.keys(desired).some((k) => !k.endsWith(".hashsize"));
+  if (persist && hasSysctls && iptablesConfig !== undefined && unloadsModules(iptablesConfig)) {
+    claims[`token:${iptablesConfigPath}:${loadToken(module)}`] = { value: "present", persist: false };
+  }
+
+  // Load the module when a value must be set now: a new claim needs its original read, and
+  // persist: false has nothing else to apply it. Claims already recorded wait for the module to
+  // load (the udev rule and modprobe.d apply them then), so a reboot leaves nothing to do.
+  const ledger = currentLedger(facts);
+  const prepare: Step[] = [];
+  if (facts.conntrackModule.state === "available" && blockers.length === 0) {
+    const unknown = Object.keys(claims).some((k) => !k.startsWith("token:") && !ledger.items[k]);
+    if (unknown || !persist) prepare.push(run(`load ${module}`, "modprobe", module), tryRun("wait for udev", "udevadm", "settle", "--timeout=30"));
+  }
+
+  if (persist) {
+    warnings.push(...precedenceWarnings(facts, desired));
+    if (!facts.system.udevadm && hasSysctls && facts.system.initialNetns) {
+      warnings.push("this host has no udev: sysctl.d re-applies the values at boot, but not after nf_conntrack is unloaded and loaded again");
+    }
+  } else {
+    warnings.push("persist is false: the values fall back to the kernel's defaults at the next iptables restart, module reload or reboot");
+  }
+  if (settings.hashsize !== undefined) {
+    const effective = Number(desired[hashsizeKey(module)]);
+    if (effective !== settings.hashsize) warnings.push(`hashsize ${settings.hashsize} becomes ${effective}: the kernel rounds it up to whole ${facts.system.pageSize}-byte pages of buckets`);
+    if (facts.conntrackModule.state === "builtin") {
+      warnings.push(`${module} is built into this kernel, so modprobe.d can't set its hashsize at boot: add ${module}.hashsize=${effective} to the kernel command line`);
+    }
+    for (const m of facts.modprobeOptions) {
+      if (m.module === module && /\bhashsize=/.test(m.options) && !m.file.includes("pulumi-conntrack")) {
+        warnings.push(`${m.file} line ${m.line} also sets ${module} hashsize (${m.options}); which one wins depends on file order: remove it`);
+      }
+    }
+  }
+  const count = Number(facts.conntrackSysctl.values[sysctlKey("max", module).replace(/_max$/, "_count")]);
+  if (settings.max !== undefined && Number.isFinite(count) && count > settings.max) {
+    warnings.push(`max ${settings.max} is below the ${count} connections tracked now: new connections will be dropped until enough entries expire`);
+  }
+  warnings.push(...ownerWarnings(facts, desired));
+
+  const memory = estimateMemory({
+    max: Number(desired[sysctlKey("max", module)] ?? facts.conntrackSysctl.values[sysctlKey("max", module)] ?? 0),
+    buckets: Number(desired[hashsizeKey(module)] ?? facts.conntrackTable.hashsize ?? 0),
+    entryBytes: facts.conntrackTable.entryBytes,
+    memTotalBytes: facts.system.memTotalBytes,
+  });
+  warnings.push(...memory.warnings);
+  return { claims, warnings, blockers, prepare, memory, desired };
 }
 
 /** The order systemd-sysctl applies files at boot: by file name, /etc/sysctl.conf last (procps). */
@@ -61,11 +126,11 @@ function bootOrder(file: string): string {
   return file.slice(file.lastIndexOf("/") + 1);
 }
 
-function precedenceWarnings(facts: ConntrackFacts, ourSysctlFile: string, desired: Record<string, string>): string[] {
-  const ours = bootOrder(ourSysctlFile);
+function precedenceWarnings(facts: HostFacts, desired: Record<string, string>): string[] {
+  const ours = bootOrder(sysctlDBackend.path);
   const warnings: string[] = [];
   for (const s of facts.sysctlFiles) {
-    if (idOfOwnedPath(s.file) || !(s.key in desired) || s.value === desired[s.key]) continue;
+    if (s.file.includes("pulumi-conntrack") || !(s.key in desired) || s.value === desired[s.key]) continue;
     if (!sysctlDirs.some((d) => s.file.startsWith(`${d}/`)) && s.file !== "/etc/sysctl.conf") continue;
     if (bootOrder(s.file) > ours) {
       warnings.push(`${s.file} line ${s.line} sets ${s.key} = ${s.value} and is applied after ours at boot, so the host would come up with ${s.value}: remove or change that line`);
@@ -74,7 +139,7 @@ function precedenceWarnings(facts: ConntrackFacts, ourSysctlFile: string, desire
   return warnings;
 }
 
-function ownerWarnings(facts: ConntrackFacts, desired: Record<string, string>): string[] {
+function ownerWarnings(facts: HostFacts, desired: Record<string, string>): string[] {
   const keys = Object.keys(desired);
   const warnings: string[] = [];
   for (const owner of facts.otherOwners) {
@@ -86,108 +151,4 @@ function ownerWarnings(facts: ConntrackFacts, desired: Record<string, string>): 
     }
   }
   return warnings;
-}
-
-/**
- * The pure heart of ConntrackLimits: what must change on this host so that it holds the desired
- * values now and after restarts, reloads and reboots. No I/O: preview, apply and tests share it.
- */
-export function planConntrackLimits(want: DesiredState, facts: ConntrackFacts): ConntrackPlan {
-  const module = facts.module.name;
-  const desired = desiredValues(want.settings, module);
-  const blockers: string[] = [];
-  const warnings: string[] = [];
-
-  if (facts.module.state === "absent") {
-    blockers.push("the kernel has no nf_conntrack module (modinfo nf_conntrack finds nothing): install the kernel's modules package");
-  }
-  const globals = [want.settings.max !== undefined && "max", want.settings.hashsize !== undefined && "hashsize"].filter(Boolean);
-  if (!facts.initialNetns && globals.length > 0) {
-    blockers.push(`${globals.join(" and ")} are global to the kernel but this host is a network namespace of another machine: manage them on that machine, or drop them here (timeouts are per namespace and fine)`);
-  }
-
-  const loadModule = facts.module.state === "available";
-  const changes: KeyChange[] = [];
-  for (const [key, to] of Object.entries(desired)) {
-    const from = loadModule ? notLoaded : liveValue(facts, key);
-    if (from !== to) changes.push({ key, from, to });
-  }
-
-  const wantedFiles: Record<string, string> = {};
-  if (want.settings.persist) {
-    const sysctlOnly = Object.fromEntries(Object.entries(desired).filter(([k]) => k !== hashsizeKey(module)));
-    Object.assign(wantedFiles, renderFiles({ owner: want.owner, id: want.id, module, sysctl: sysctlOnly, hashsize: want.settings.hashsize, previous: want.previous }));
-    if (facts.iptablesConfig !== undefined && Object.keys(sysctlOnly).length > 0) {
-      const token = module === "ip_conntrack" ? ".ip_conntrack" : ".nf_conntrack";
-      const edited = withSysctlLoadToken(facts.iptablesConfig, token);
-      if (edited !== undefined && readIptablesConfig(facts.iptablesConfig).unloadsModules) wantedFiles[iptablesConfigPath] = edited;
-    }
-    warnings.push(...precedenceWarnings(facts, ownedPaths(want.id).sysctl, desired));
-    if (!facts.udevadm && Object.keys(sysctlOnly).length > 0 && facts.initialNetns) {
-      warnings.push("this host has no udev: sysctl.d re-applies the values at boot, but not after nf_conntrack is unloaded and loaded again");
-    }
-  } else {
-    warnings.push("persist is false: the values fall back to the kernel's defaults at the next iptables restart, module reload or reboot");
-  }
-  const writeFiles: Record<string, string> = {};
-  for (const [path, content] of Object.entries(wantedFiles)) {
-    const current = path === iptablesConfigPath ? facts.iptablesConfig : facts.owned[path];
-    if (current !== content) writeFiles[path] = content;
-  }
-  const removeFiles = Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === want.id && !(p in wantedFiles));
-  if (!want.settings.persist && facts.iptablesConfig !== undefined && want.previousFiles[iptablesConfigPath] !== undefined) {
-    writeFiles[iptablesConfigPath] = want.previousFiles[iptablesConfigPath];
-  }
-
-  for (const m of facts.modprobeOptions) {
-    if (want.settings.hashsize !== undefined && m.module === module && /\bhashsize=/.test(m.options) && !idOfOwnedPath(m.file)) {
-      warnings.push(`${m.file} line ${m.line} also sets ${module} hashsize (${m.options}); which one wins depends on file order: remove it`);
-    }
-  }
-  warnings.push(...ownerWarnings(facts, desired));
-
-  const memory = estimateMemory({
-    max: Number(desired[sysctlKey("max", module)] ?? facts.sysctl[sysctlKey("max", module)] ?? 0),
-    buckets: Number(desired[hashsizeKey(module)] ?? facts.hashsize ?? 0),
-    entryBytes: facts.entryBytes,
-    memTotalBytes: facts.memTotalBytes,
-  });
-  warnings.push(...memory.warnings);
-
-  return { module, loadModule, desired, changes, writeFiles, removeFiles, warnings, blockers, memory };
-}
-
-/**
- * What destroy must do: put back the values found before the first change, except keys another
- * pulumi-conntrack resource now manages (a replacement), and remove exactly our files.
- */
-export function planRestore(want: Pick<DesiredState, "id" | "previous" | "previousFiles">, facts: ConntrackFacts): ConntrackPlan {
-  const module = facts.module.name;
-  const managedByOthers = new Set<string>();
-  for (const s of facts.sysctlFiles) {
-    const id = idOfOwnedPath(s.file);
-    if (id && id !== want.id) managedByOthers.add(s.key);
-  }
-  for (const m of facts.modprobeOptions) {
-    const id = idOfOwnedPath(m.file);
-    if (id && id !== want.id && /\bhashsize=/.test(m.options)) managedByOthers.add(hashsizeKey(m.module as ModuleName));
-  }
-  const desired: Record<string, string> = {};
-  const changes: KeyChange[] = [];
-  const loaded = facts.module.state === "loaded" || facts.module.state === "builtin";
-  for (const [key, value] of Object.entries(want.previous)) {
-    if (managedByOthers.has(key) || !loaded || value === notLoaded) continue;
-    desired[key] = value;
-    const from = liveValue(facts, key);
-    if (from !== value) changes.push({ key, from, to: value });
-  }
-  // Files that existed before we first wrote them go back byte for byte; the rest of ours go.
-  const writeFiles: Record<string, string> = {};
-  const current = (path: string) => (path === iptablesConfigPath ? facts.iptablesConfig : facts.owned[path]);
-  for (const [path, original] of Object.entries(want.previousFiles)) {
-    if (current(path) !== undefined && current(path) !== original) writeFiles[path] = original;
-  }
-  const removeFiles = Object.keys(facts.owned).filter((p) => idOfOwnedPath(p) === want.id && want.previousFiles[p] === undefined);
-  const memory = estimateMemory({ max: 0, buckets: 0 });
-  return { module, loadModule: false, desired, changes, writeFiles, removeFiles, warnings: [], blockers: [], memory };
 }

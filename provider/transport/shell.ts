@@ -16,20 +16,3 @@ export function command(...argv: Array<string | number>): string {
   if (argv.length === 0) throw new Error("empty command");
   return argv.map(quote).join(" ");
 }
-
-/** A shell statement that writes `content` to `path` atomically (temp file in the same dir, then rename). */
-export function writeFileAtomically(path: string, content: string, mode = "0644"): string {
-  const tmp = `${path}.pulumi-conntrack.tmp`;
-  const encoded = Buffer.from(content, "utf8").toString("base64");
-  return [
-    command("mkdir", "-p", dirname(path)),
-    `printf %s ${quote(encoded)} | base64 -d > ${quote(tmp)}`,
-    command("chmod", mode, tmp),
-    command("mv", "-f", tmp, path),
-  ].join(" && ");
-}
-
-function dirname(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? "/" : path.slice(0, i);
-}

@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { HostError, type FailureLayer } from "./errors";
+import { quote } from "./shell";
 import { judgeHostKey, type HostKeyVerdict } from "./hostKeys";
 import type { HostTarget, Hop } from "./target";
 
@@ -66,6 +67,41 @@ export class SshSession {
           resolve(result);
         });
         channel.end(stdin);
+      });
+    });
+  }
+
+  /**
+   * Starts a long-running command (`sh -c`, so its stdin stays free) and resolves once it prints
+   * `readyLine`; it runs until release() closes its stdin or the connection goes. The host lock
+   * is held this way: when the connection dies, sshd ends the holder and the kernel drops the lock.
+   */
+  hold(script: string, what: string, readyLine: string, timeoutMs: number): Promise<{ release(): void }> {
+    const { sudo } = this.target;
+    const sh = `sh -c ${quote(script)}`;
+    const wrapped = sudo === false ? sh : sudo === true ? `sudo -n -- ${sh}` : `sudo -S -p '' -- ${sh}`;
+    const label = this.target.label;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new HostError(label, "timeout", `"${what}" did not succeed within ${timeoutMs / 1000} s`)), timeoutMs);
+      this.client.exec(wrapped, (err, channel: ClientChannel) => {
+        if (err) { clearTimeout(timer); return reject(new HostError(label, "protocol", `could not start "${what}": ${err.message}`)); }
+        let out = "";
+        let errOut = "";
+        let ready = false;
+        channel.on("data", (d: Buffer) => {
+          out += d.toString("utf8");
+          if (!ready && out.split("\n").includes(readyLine)) {
+            ready = true;
+            clearTimeout(timer);
+            resolve({ release: () => channel.end() });
+          }
+        });
+        channel.stderr.on("data", (d: Buffer) => (errOut += d.toString("utf8")));
+        channel.on("close", (code: number | null) => {
+          clearTimeout(timer);
+          if (!ready) reject(new HostError(label, "command", `"${what}" failed (exit ${code ?? "none"}): ${errOut.trim() || "(no message on stderr)"}`));
+        });
+        if (typeof sudo === "object") channel.write(`${sudo.password}\n`);
       });
     });
   }

@@ -1,52 +1,42 @@
 import { describe, expect, it } from "vitest";
-import { FactsParseError, parseConntrackFacts } from "../../provider/facts/conntrack";
+import { conntrackTableReader } from "../../provider/facts/conntrack";
+import { batchScript, FactsParseError, parseBatch } from "../../provider/facts/reader";
 import { facts, fixture } from "./helpers";
 
-describe("conntrack facts parser", () => {
+// Parsers on output captured from the lab VM (Debian 12, kernel 6.1) and a namespaced host.
+describe("host facts", () => {
   it("reads a Debian 12 VM with nf_conntrack loaded", () => {
     const f = facts("debian12-vm-loaded");
-    expect(f.module).toEqual({ name: "nf_conntrack", state: "loaded" });
-    expect(f.initialNetns).toBe(true);
-    expect(f.sysctl["net.netfilter.nf_conntrack_max"]).toBe("4096");
-    expect(f.sysctl["net.netfilter.nf_conntrack_tcp_timeout_established"]).toBe("432000");
-    expect(f.hashsize).toBe(4096);
-    expect(f.entryBytes).toBe(256);
-    expect(f.memTotalBytes).toBe(492748 * 1024);
-    expect(f.holders).toEqual(["nf_nat", "xt_conntrack"]);
-    expect(f.systemd && f.udevadm).toBe(true);
-    expect(f.owned).toEqual({});
+    expect(f.conntrackModule).toEqual({ name: "nf_conntrack", state: "loaded", holders: ["nf_nat", "xt_conntrack"] });
+    expect(f.system).toMatchObject({ kernel: "6.1.0-50-cloud-amd64", pageSize: 4096, initialNetns: true, systemd: true, udevadm: true, sysctlPath: "/usr/sbin/sysctl" });
+    expect(f.system.container).toBeUndefined();
+    expect(f.conntrackSysctl.values["net.netfilter.nf_conntrack_max"]).toBe("4096");
+    expect(f.conntrackSysctl.values["net.netfilter.nf_conntrack_tcp_timeout_established"]).toBe("432000");
+    expect(f.conntrackSysctl.readOnly).toEqual([]);
+    expect(f.conntrackTable).toEqual({ hashsize: 4096, hashsizeWritable: true, entryBytes: 256 });
+    expect(f.files).toEqual({});
   });
-  it("keeps commented-out sysctl lines as such (a leading # is not a setting)", () => {
-    expect(facts("debian12-vm-loaded").sysctlFiles).toEqual([]);
-  });
-  it("reads a host where the module is available but not loaded", () => {
+  it("reads the VM with the module available but not loaded (and no ip_conntrack alias)", () => {
     const f = facts("debian12-vm-not-loaded");
-    expect(f.module.state).toBe("available");
-    expect(f.sysctl).toEqual({});
-    expect(f.hashsize).toBeUndefined();
+    expect(f.conntrackModule).toEqual({ name: "nf_conntrack", state: "available", holders: [] });
+    expect(f.conntrackSysctl.values).toEqual({});
+    expect(f.conntrackTable.hashsize).toBeUndefined();
   });
-  it("reads a network-namespace host", () => {
+  it("reads a namespaced host: another netns, max read-only, the module built in", () => {
     const f = facts("netns-host");
-    expect(f.initialNetns).toBe(false);
-    expect(f.module.state).toBe("builtin");
-    expect(f.systemd).toBe(false);
+    expect(f.system.initialNetns).toBe(false);
+    expect(f.conntrackSysctl.readOnly).toEqual(["net.netfilter.nf_conntrack_max"]);
+    expect(f.conntrackModule.state).toBe("builtin");
+    expect(f.conntrackSysctl.values["net.netfilter.nf_conntrack_udp_timeout"]).toBe("30");
   });
-  it("reads the legacy ip_conntrack layout with RHEL's iptables-config", () => {
-    const f = facts("rhel7-legacy-iptables-services");
-    expect(f.module).toEqual({ name: "ip_conntrack", state: "loaded" });
-    expect(f.sysctl["net.ipv4.netfilter.ip_conntrack_max"]).toBe("65536");
-    expect(f.hashsize).toBe(16384);
-    expect(f.sysctlFiles).toEqual([{ file: "/etc/sysctl.conf", line: 12, key: "net.ipv4.netfilter.ip_conntrack_max", value: "32768" }]);
-    expect(f.modprobeOptions).toEqual([{ file: "/etc/modprobe.d/local.conf", line: 3, module: "ip_conntrack", options: "hashsize=8192" }]);
-    expect(f.iptablesConfig).toContain('IPTABLES_MODULES_UNLOAD="yes"');
-    expect(f.otherOwners).toEqual(["tuned throughput-performance"]);
+  it("reads EL7's per-namespace slab name", () => {
+    const line = fixture("rhel/slabinfo.el7").split("\n").find((l) => l.startsWith("nf_conntrack"))!;
+    expect(conntrackTableReader.parse([line]).entryBytes).toBe(320);
   });
-  it("reads our own files back byte for byte", () => {
-    const content = "# Managed by pulumi-conntrack\nnet.netfilter.nf_conntrack_max = 1\n";
-    const text = fixture("conntrack-facts/debian12-vm-loaded.txt").replace("@@owned\n", `@@owned\n/etc/sysctl.d/90-pulumi-conntrack-x-1.conf ${Buffer.from(content).toString("base64")}\n`);
-    expect(parseConntrackFacts(text).owned).toEqual({ "/etc/sysctl.d/90-pulumi-conntrack-x-1.conf": content });
-  });
-  it("refuses output that was cut short rather than guessing", () => {
-    expect(() => parseConntrackFacts(fixture("conntrack-facts/debian12-vm-loaded.txt").replace("@@end\n", ""))).toThrow(FactsParseError);
+  it("refuses output that was cut short, or lacks a section", () => {
+    const reader = { name: "x", script: "echo 1", parse: (l: string[]) => l };
+    expect(() => parseBatch("@@section x\n1\n", [reader])).toThrow(FactsParseError);
+    expect(() => parseBatch("@@end\n", [reader])).toThrow("no section x");
+    expect(parseBatch(batchScript([reader]).includes("echo 1") ? "@@section x\n1\n@@end\n" : "", [reader])).toEqual({ x: ["1"] });
   });
 });

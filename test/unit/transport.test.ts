@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { fingerprint, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
 import { command, quote } from "../../provider/transport/shell";
-import { withSysctlLoadToken, readIptablesConfig } from "../../provider/persistence/iptablesConfig";
+import { hasToken, unloadsModules, withToken } from "../../provider/persistence/iptablesConfig";
 
 const dir = mkdtempSync(join(tmpdir(), "pct-unit-"));
 execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "a")]);
@@ -56,13 +56,17 @@ describe("shell quoting", () => {
 
 describe("RHEL iptables-config", () => {
   const base = '# comment\nIPTABLES_MODULES_UNLOAD="yes"\nIPTABLES_SYSCTL_LOAD_LIST=".bridge-nf"\n';
-  it("adds our token to the list and touches nothing else", () => {
-    const edited = withSysctlLoadToken(base, ".nf_conntrack")!;
+  it("adds and removes our token and touches nothing else", () => {
+    const edited = withToken(base, ".nf_conntrack", true);
     expect(edited).toBe('# comment\nIPTABLES_MODULES_UNLOAD="yes"\nIPTABLES_SYSCTL_LOAD_LIST=".bridge-nf .nf_conntrack"\n');
-    expect(withSysctlLoadToken(edited, ".nf_conntrack")).toBeUndefined();
+    expect(hasToken(edited, ".nf_conntrack")).toBe(true);
+    expect(withToken(edited, ".nf_conntrack", false)).toBe(base);
   });
-  it("appends the variable when the file lacks it", () => {
-    expect(withSysctlLoadToken('IPTABLES_MODULES_UNLOAD="yes"', ".nf_conntrack")).toContain('\n# Added by pulumi-conntrack');
-    expect(readIptablesConfig('IPTABLES_MODULES_UNLOAD="no"').unloadsModules).toBe(false);
+  it("appends the variable when the file only has it in a comment, and removes exactly that again", () => {
+    const el7 = '#IPTABLES_SYSCTL_LOAD_LIST=".nf_conntrack .bridge-nf"\nIPTABLES_MODULES_UNLOAD="yes"';
+    const added = withToken(el7, ".nf_conntrack", true);
+    expect(added).toContain("\n# Added by pulumi-conntrack");
+    expect(withToken(added, ".nf_conntrack", false)).toBe(el7 + "\n");
+    expect(unloadsModules('IPTABLES_MODULES_UNLOAD="no"')).toBe(false);
   });
 });

@@ -1,0 +1,149 @@
+import type { FactName, HostFacts } from "../facts/host";
+import type { FileBackend } from "../persistence/items";
+import { HostError } from "../transport/errors";
+import { session } from "../transport/pool";
+import type { HostTarget } from "../transport/target";
+import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
+import { withHostTransaction } from "./hostLock";
+import { driverOf } from "./items";
+import { ledgerPath, renderLedger, type Claim } from "./ledger";
+import { readHostFacts } from "./hostFacts";
+import { currentLedger, hasWork, planHost, type HostPlan, type HostPlanInput } from "./plan";
+
+/** What a resource wants on one host, worked out purely from its settings and the host's facts. */
+export interface Wanted {
+  /** Item key → the value this resource wants, and whether it must survive reboots. */
+  claims: Record<string, { value: string; persist: boolean }>;
+  warnings: string[];
+  /** Reasons this host can't take the change at all; each names the fix. */
+  blockers: string[];
+  /** Steps before the claims can be read or applied (e.g. load a module); empty when none. */
+  prepare: Step[];
+}
+
+/** The little the engine needs to know of a resource type. */
+export interface ResourceKind<S> {
+  type: string;
+  facts: FactName[];
+  backends: FileBackend[];
+  want(settings: S, facts: HostFacts): Wanted;
+}
+
+export interface Owner {
+  id: string;
+  label: string;
+  /** Its label before a rename: ids under it are taken over too. */
+  formerLabels?: string[];
+  /** Owner ids this one takes over (migrated from an older version's files). */
+  alsoRelease?: string[];
+}
+
+/** Lets a caller adjust the facts before planning (e.g. adopt an older version's files). */
+export type FactsView = (facts: HostFacts) => { facts: HostFacts; removeFiles: string[] };
+const asIs: FactsView = (facts) => ({ facts, removeFiles: [] });
+
+export function claimsOf(wanted: Wanted, label: string): Record<string, Claim> {
+  return Object.fromEntries(Object.entries(wanted.claims).map(([k, c]) => [k, { ...c, label }]));
+}
+
+export const nothingWanted: Wanted = { claims: {}, warnings: [], blockers: [], prepare: [] };
+
+export interface Converged {
+  facts: HostFacts;
+  plan: HostPlan;
+  wanted: Wanted;
+}
+
+/**
+ * The whole transaction for one resource on one host, under the host lock: read the facts, plan
+ * purely, apply, then verify that a fresh read plans nothing more. `settings` undefined means
+ * "leave": release everything this owner holds (destroy). A failed first apply is rolled back.
+ */
+export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, options: { rollback: boolean; view?: FactsView }): Promise<Converged> {
+  return withHostTransaction(target, async () => {
+    try {
+      return await convergeLocked(kind, target, owner, settings, options.view ?? asIs);
+    } catch (err) {
+      if (options.rollback && settings !== undefined) {
+        await convergeLocked(kind, target, owner, undefined, asIs).catch((rollbackErr: Error) => {
+          throw new HostError(target.label, "command", `${(err as Error).message}; rolling back also failed: ${rollbackErr.message}`);
+        });
+      }
+      throw err;
+    }
+  });
+}
+
+async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView): Promise<Converged> {
+  const read = async () => view(await readHostFacts(target, kind.facts));
+  let seen = await read();
+  let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts);
+  refuseBlocked(target, wanted);
+  if (wanted.prepare.length > 0) {
+    await runSteps(target, `prepare ${kind.type}`, wanted.prepare);
+    seen = await read();
+    wanted = kind.want(settings!, seen.facts);
+    refuseBlocked(target, wanted);
+  }
+  const input = (facts: HostFacts): HostPlanInput => ({ owner: owner.id, alsoRelease: owner.alsoRelease, claims: claimsOf(wanted, owner.label), facts, backends: kind.backends, labels: [owner.label, ...(owner.formerLabels ?? [])] });
+  const plan = planHost(input(seen.facts));
+  refuseConflicts(target, kind.type, plan);
+  const removeExtra = seen.removeFiles.filter((p) => seen.facts.files[p] !== undefined);
+  if (hasWork(plan) || removeExtra.length > 0) {
+    await runSteps(target, `apply ${kind.type}`, applySteps(seen.facts, plan, removeExtra));
+  }
+  // Verify from a fresh read: the host must hold the change (a kernel may round or refuse).
+  const after = await readHostFacts(target, kind.facts);
+  const again = planHost(input(after));
+  if (hasWork(again)) {
+    const left = [
+      ...again.changes.map((c) => `${c.item} is ${c.from ?? "absent"}, wanted ${c.to ?? "absent"}`),
+      ...Object.keys(again.writeFiles).map((p) => `${p} differs`),
+      ...again.removeFiles.map((p) => `${p} still exists`),
+    ];
+    throw new HostError(target.label, "verify", `the host doesn't hold the change: ${left.join("; ")}`);
+  }
+  return { facts: after, plan, wanted };
+}
+
+function refuseBlocked(target: HostTarget, wanted: Wanted): void {
+  if (wanted.blockers.length > 0) throw new HostError(target.label, "config", wanted.blockers.join("; "));
+}
+
+export function conflictMessages(plan: HostPlan): string[] {
+  return plan.conflicts.map((c) => `${c.item} is managed by ${c.other.label}, which wants ${c.other.value} (this resource wants ${c.wanted}): give both the same value, or manage it in one resource`);
+}
+
+function refuseConflicts(target: HostTarget, type: string, plan: HostPlan): void {
+  if (plan.conflicts.length > 0) throw new HostError(target.label, "config", `${type}: ${conflictMessages(plan).join("; ")}`);
+}
+
+/**
+ * The order that keeps every failure recoverable: first the ledger with both the items being
+ * claimed and those being released (so originals are on the host before anything changes, and
+ * still there if we stop half way), then files, then live values, then the final ledger.
+ */
+function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): Step[] {
+  const steps: Step[] = [];
+  const before = currentLedger(facts);
+  const union = { ...plan.ledger, items: { ...before.items, ...plan.ledger.items } };
+  const finalLedger = plan.writeFiles[ledgerPath];
+  const unionText = renderLedger(union);
+  if (Object.keys(union.items).length > 0 && unionText !== facts.files[ledgerPath]) steps.push(...writeFile(ledgerPath, unionText, "0600"));
+  for (const [path, content] of Object.entries(plan.writeFiles)) if (path !== ledgerPath) steps.push(...writeFile(path, content));
+  for (const path of [...plan.removeFiles.filter((p) => p !== ledgerPath), ...removeExtra]) steps.push(removeFile(path));
+  for (const change of plan.changes) {
+    const { driver, name } = driverOf(change.item);
+    steps.push(...driver.set(name, change.to, facts));
+  }
+  if (finalLedger !== undefined && finalLedger !== unionText) steps.push(...writeFile(ledgerPath, finalLedger, "0600"));
+  if (plan.removeFiles.includes(ledgerPath)) steps.push(removeFile(ledgerPath));
+  const touchedUdev = [...Object.keys(plan.writeFiles), ...plan.removeFiles, ...removeExtra].some((p) => p.startsWith("/etc/udev/"));
+  if (touchedUdev && facts.system.udevadm) steps.push(tryRun("reload udev rules", "udevadm", "control", "--reload"));
+  return steps;
+}
+
+async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {
+  const outcome = await (await session(target)).run(renderScript(steps), what);
+  checkOutcome(target.label, what, outcome);
+}

@@ -1,0 +1,21 @@
+import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
+import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
+import type { FactReader } from "./reader";
+import { systemReader } from "./system";
+
+/** Every reader, by the name a resource asks for it with. */
+export const readers = {
+  system: systemReader,
+  conntrackModule: conntrackModuleReader,
+  conntrackSysctl: conntrackSysctlReader,
+  conntrackTable: conntrackTableReader,
+  otherOwners: otherOwnersReader,
+  sysctlFiles: sysctlFilesReader,
+  modprobeOptions: modprobeOptionsReader,
+  files: filesReader,
+} satisfies Record<string, FactReader<unknown>>;
+
+export type FactName = keyof typeof readers;
+
+/** What the readers found on one host; a resource reads only the facts it asked for. */
+export type HostFacts = { [K in FactName]: ReturnType<(typeof readers)[K]["parse"]> };

@@ -1,0 +1,46 @@
+/**
+ * How persistence backends see what to keep: the managed items that at least one owner wants
+ * persisted, with their agreed value, and the owners' labels for the files' headers.
+ * Item keys: "sysctl:<key>" (a sysctl), "param:<module>.<parameter>" (a module parameter).
+ */
+export interface PersistedItem {
+  key: string;
+  value: string;
+}
+
+export interface PersistInput {
+  items: PersistedItem[];
+  owners: string[];
+  /** The host runs systemd (systemd-sysctl exists). */
+  systemd: boolean;
+  /** Path of sysctl(8) on the host, for hosts without systemd. */
+  sysctlPath?: string;
+}
+
+/** A backend owns one file: it renders it from the persisted items (undefined: no file). */
+export interface FileBackend {
+  path: string;
+  render(input: PersistInput): string | undefined;
+}
+
+export function sysctlItems(items: PersistedItem[]): Array<{ key: string; value: string }> {
+  return items.filter((i) => i.key.startsWith("sysctl:")).map((i) => ({ key: i.key.slice(7), value: i.value }));
+}
+
+export function paramItems(items: PersistedItem[]): Array<{ module: string; param: string; value: string }> {
+  return items
+    .filter((i) => i.key.startsWith("param:"))
+    .map((i) => {
+      const [module, param] = i.key.slice(6).split(".");
+      return { module, param, value: i.value };
+    });
+}
+
+/** The header every file we own starts with: who manages it and how it goes away. */
+export function header(comment: string, owners: string[]): string {
+  return [
+    `${comment} Managed by pulumi-conntrack for: ${owners.map((o) => o.replace(/[\r\n]/g, " ")).join(", ")}.`,
+    `${comment} Edits here are undone by the next \`pulumi up\`; \`pulumi destroy\` of the last owner removes this file.`,
+    "",
+  ].join("\n");
+}

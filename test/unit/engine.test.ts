@@ -1,0 +1,104 @@
+import { describe, expect, it } from "vitest";
+import type { HostFacts } from "../../provider/facts/host";
+import { checkOutcome, renderScript, run, writeFile, writeValue } from "../../provider/engine/commands";
+import { liveValue } from "../../provider/engine/items";
+import { ledgerPath, parseLedger, type Claim } from "../../provider/engine/ledger";
+import { planHost, type HostPlan } from "../../provider/engine/plan";
+import { conntrackLimitsKind } from "../../provider/conntrackLimits/provider";
+import { HostError } from "../../provider/transport/errors";
+import { facts } from "./helpers";
+
+const backends = conntrackLimitsKind.backends;
+const claim = (value: string, label: string, persist = true): Claim => ({ value, persist, label });
+const icmp = "sysctl:net.netfilter.nf_conntrack_icmp_timeout";
+
+/** What the host holds after a plan is applied: the in-memory twin of the apply script. */
+function applied(f: HostFacts, plan: HostPlan): HostFacts {
+  const files = { ...f.files, ...plan.writeFiles };
+  for (const p of plan.removeFiles) delete files[p];
+  const values = { ...f.conntrackSysctl.values };
+  for (const c of plan.changes) if (c.item.startsWith("sysctl:") && c.to !== null) values[c.item.slice(7)] = c.to;
+  return { ...f, files, conntrackSysctl: { ...f.conntrackSysctl, values } };
+}
+
+function step(f: HostFacts, owner: string, label: string, claims: Record<string, Claim>): HostFacts {
+  const plan = planHost({ owner, labels: [label], claims, facts: f, backends });
+  expect(plan.conflicts).toEqual([]);
+  return applied(f, plan);
+}
+
+describe("ownership ledger", () => {
+  it("restores the original only when the last of two owners of a key leaves, in either order", () => {
+    for (const order of [["a", "b"], ["b", "a"]]) {
+      let f = facts("debian12-vm-loaded");
+      f = step(f, "a", "p/s/A", { [icmp]: claim("25", "p/s/A") });
+      f = step(f, "b", "p/s/B", { [icmp]: claim("25", "p/s/B") });
+      expect(liveValue(icmp, f)).toBe("25");
+      expect(parseLedger(f.files[ledgerPath]).items[icmp].original).toBe("30");
+      f = step(f, order[0], `p/s/${order[0].toUpperCase()}`, {});
+      expect(liveValue(icmp, f)).toBe("25");
+      expect(f.files["/etc/sysctl.d/90-pulumi-conntrack.conf"]).toContain("net.netfilter.nf_conntrack_icmp_timeout = 25");
+      f = step(f, order[1], `p/s/${order[1].toUpperCase()}`, {});
+      expect(liveValue(icmp, f)).toBe("30");
+      expect(f.files).toEqual({});
+    }
+  });
+
+  it("refuses a second owner that wants another value, naming the first", () => {
+    const f = step(facts("debian12-vm-loaded"), "a", "p/s/A", { [icmp]: claim("25", "p/s/A") });
+    const plan = planHost({ owner: "b", labels: ["p/s/B"], claims: { [icmp]: claim("40", "p/s/B") }, facts: f, backends });
+    expect(plan.conflicts).toEqual([{ item: icmp, wanted: "40", other: claim("25", "p/s/A") }]);
+    expect(plan.changes).toEqual([]);
+  });
+
+  it("keeps two stacks with the same resource name apart (labels carry project and stack)", () => {
+    let f = step(facts("debian12-vm-loaded"), "p/dev/x#1", "p/dev/x", { [icmp]: claim("25", "p/dev/x") });
+    f = step(f, "p/prod/x#2", "p/prod/x", { [icmp]: claim("25", "p/prod/x") });
+    f = step(f, "p/dev/x#1", "p/dev/x", {});
+    expect(liveValue(icmp, f)).toBe("25");
+    expect(Object.keys(parseLedger(f.files[ledgerPath]).items[icmp].owners)).toEqual(["p/prod/x#2"]);
+  });
+
+  it("a replacement or a renamed resource takes over its twin's claims and keeps the original", () => {
+    let f = step(facts("debian12-vm-loaded"), "old#1", "p/s/web", { [icmp]: claim("25", "p/s/web") });
+    // create-before-delete: the new resource claims first under the same label...
+    f = step(f, "new#2", "p/s/web", { [icmp]: claim("20", "p/s/web") });
+    expect(parseLedger(f.files[ledgerPath]).items[icmp]).toEqual({ original: "30", owners: { "new#2": claim("20", "p/s/web") } });
+    // ...then the old one is deleted and has nothing left to undo.
+    f = step(f, "old#1", "p/s/web", {});
+    expect(liveValue(icmp, f)).toBe("20");
+    // A rename keeps the id and updates the label; the files name the new label.
+    const renamed = planHost({ owner: "new#2", labels: ["p/s/web2", "p/s/web"], claims: { [icmp]: claim("20", "p/s/web2") }, facts: f, backends });
+    expect(applied(f, renamed).files["/etc/sysctl.d/90-pulumi-conntrack.conf"]).toContain("for: p/s/web2.");
+  });
+
+  it("records null for an item that did not exist and never writes it back", () => {
+    const f = facts("debian12-vm-loaded");
+    const gone = "sysctl:net.netfilter.nf_conntrack_made_up";
+    const plan = planHost({ owner: "a", claims: { [gone]: claim("1", "A") }, facts: { ...f, conntrackSysctl: { ...f.conntrackSysctl, values: { ...f.conntrackSysctl.values, "net.netfilter.nf_conntrack_made_up": "1" } } }, backends });
+    expect(plan.ledger.items[gone].original).toBe("1");
+    expect(() => planHost({ owner: "a", claims: { [gone]: claim("1", "A") }, facts: f, backends })).not.toThrow();
+  });
+
+  it("refuses a ledger of another format, naming the fix", () => {
+    expect(() => parseLedger('{"format":9,"items":{}}')).toThrow("upgrade the package");
+    expect(() => parseLedger("{")).toThrow("not valid JSON");
+  });
+});
+
+describe("command layer", () => {
+  it("renders steps that stop at the first failure and quote every value", () => {
+    const script = renderScript([run("load nf_conntrack", "modprobe", "nf_conntrack"), writeValue("set x", "/proc/sys/x", "1; rm -rf /"), ...writeFile("/etc/a b", "x")]);
+    expect(script).toContain("modprobe nf_conntrack || {");
+    expect(script).toContain("printf '%s\\n' '1; rm -rf /' > /proc/sys/x");
+    expect(script).not.toMatch(/^exec /m);
+    expect(script).not.toContain("2>/dev/null");
+  });
+
+  it("names the host, the failed step and the host's own message", () => {
+    const stderr = "@@pulumi-conntrack-step write /etc/x\n@@pulumi-conntrack-step set net.x to 5\nsh: 1: cannot create /proc/sys/net/x: Permission denied\n@@pulumi-conntrack-failed 2 set net.x to 5\n";
+    const err = (() => { try { checkOutcome("root@h:22", "apply ConntrackLimits", { stdout: "", stderr, code: 1 }); } catch (e) { return e as HostError; } })();
+    expect(err).toBeInstanceOf(HostError);
+    expect(err!.message).toBe('root@h:22: apply ConntrackLimits: step "set net.x to 5" failed (exit 2): sh: 1: cannot create /proc/sys/net/x: Permission denied');
+  });
+});
