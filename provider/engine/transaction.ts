@@ -6,7 +6,7 @@ import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import { withHostTransaction } from "./hostLock";
 import { driverOf } from "./items";
-import { ledgerPath, renderLedger, type Claim } from "./ledger";
+import { ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
 import { readHostFacts } from "./hostFacts";
 import { currentLedger, hasWork, planHost, type HostPlan, type HostPlanInput } from "./plan";
 
@@ -137,7 +137,7 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): St
     steps.push(...driver.set(name, change.to, facts));
   }
   if (finalLedger !== undefined && finalLedger !== unionText) steps.push(...writeFile(ledgerPath, finalLedger, "0600"));
-  if (plan.removeFiles.includes(ledgerPath)) steps.push(removeFile(ledgerPath));
+  if (plan.removeFiles.includes(ledgerPath)) steps.push(removeFile(ledgerPath), tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
   const touchedUdev = [...Object.keys(plan.writeFiles), ...plan.removeFiles, ...removeExtra].some((p) => p.startsWith("/etc/udev/"));
   if (touchedUdev && facts.system.udevadm) steps.push(tryRun("reload udev rules", "udevadm", "control", "--reload"));
   return steps;

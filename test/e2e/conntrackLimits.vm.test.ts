@@ -6,13 +6,14 @@ import { testStack, type TestStack } from "./harness";
 // The whole life of ConntrackLimits on a real Debian 12 kernel, through the real pulumi CLI:
 // preview, up, the three events that reset conntrack settings, drift, a no-op up, destroy.
 const vmName = "e2e-limits";
-const desired = { max: 131072, hashsize: 16384, timeouts: { tcpEstablished: 7200, udp: 20 } };
+// hashsize 16385 is not a whole number of pages of buckets: the kernel makes it 16896.
+const desired = { max: 131072, hashsize: 16385, timeouts: { tcpEstablished: 7200, udp: 20 } };
 const keys = {
   max: "net.netfilter.nf_conntrack_max",
   est: "net.netfilter.nf_conntrack_tcp_timeout_established",
   udp: "net.netfilter.nf_conntrack_udp_timeout",
 };
-const wanted = { max: "131072", hashsize: "16384", est: "7200", udp: "20" };
+const wanted = { max: "131072", hashsize: "16896", est: "7200", udp: "20" };
 
 let vm: LabHost;
 let stack: TestStack;
@@ -30,7 +31,7 @@ async function live(): Promise<Record<string, string>> {
   return { max, est, udp, hashsize };
 }
 
-const fileListing = () => sh("ls -la --time-style=+ /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d | sha256sum; cat /etc/sysctl.d/* /etc/modprobe.d/* 2>/dev/null | sha256sum");
+const fileListing = () => sh("ls -la --time-style=+ /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d /var/lib | sha256sum; cat /etc/sysctl.d/* /etc/modprobe.d/* 2>/dev/null | sha256sum");
 
 let original: Record<string, string>;
 let originalFiles: string;
@@ -69,10 +70,12 @@ describe("ConntrackLimits on a real kernel", () => {
     console.log(`[figure] VM preview: ${Date.now() - t} ms`);
     expect(changes).toMatchObject({ create: 2 });
     expect(stdout).toMatch(/net\.netfilter\.nf_conntrack_max\s*: "4096 → 131072"/);
-    expect(stdout).toMatch(/nf_conntrack\.hashsize\s*: "4096 → 16384"/);
+    expect(stdout).toMatch(/nf_conntrack\.hashsize\s*: "4096 → 16896"/);
+    expect(stdout).toContain("hashsize 16385 becomes 16896: the kernel rounds it up to whole 4096-byte pages of buckets");
     expect(stdout).toMatch(/net\.netfilter\.nf_conntrack_tcp_timeout_established\s*: "432000 → 7200"/);
-    expect(stdout).toMatch(/\/etc\/sysctl\.d\/90-pulumi-conntrack-limits-vm-[0-9a-f]{8}\.conf\s*: "write"/);
-    expect(stdout).toMatch(/\/etc\/modprobe\.d\/pulumi-conntrack-limits-vm-[0-9a-f]{8}\.conf\s*: "write"/);
+    expect(stdout).toMatch(/\/etc\/sysctl\.d\/90-pulumi-conntrack\.conf\s*: "write"/);
+    expect(stdout).toMatch(/\/etc\/modprobe\.d\/pulumi-conntrack\.conf\s*: "write"/);
+    expect(stdout).toMatch(/\/var\/lib\/pulumi-conntrack\/ledger\.json\s*: "record owners and original values"/);
     expect(stdout).toContain("/etc/sysctl.d/95-tuning.conf line 1 sets net.netfilter.nf_conntrack_max = 65536 and is applied after ours at boot");
     expect(stdout).not.toContain(vm.privateKey.split("\n")[1]);
     expect(await live()).toEqual(original);
@@ -86,9 +89,9 @@ describe("ConntrackLimits on a real kernel", () => {
     expect(changes).toMatchObject({ create: 2 });
     expect(await live()).toEqual(wanted);
     const out = outputs.vm as { live: Record<string, string>; previous: Record<string, string>; files: string[]; memoryEstimate: { bytes: number } };
-    expect(out.live).toMatchObject({ [keys.max]: "131072", "nf_conntrack.hashsize": "16384" });
+    expect(out.live).toMatchObject({ [keys.max]: "131072", "nf_conntrack.hashsize": "16896" });
     expect(out.previous).toMatchObject({ [keys.max]: "4096", "nf_conntrack.hashsize": "4096", [keys.est]: "432000" });
-    expect(out.files).toHaveLength(3);
+    expect(out.files).toEqual(["/etc/modprobe.d/pulumi-conntrack.conf", "/etc/sysctl.d/90-pulumi-conntrack.conf", "/etc/udev/rules.d/90-pulumi-conntrack.rules", "/var/lib/pulumi-conntrack/ledger.json"]);
     expect(out.memoryEstimate.bytes).toBeGreaterThan(131072 * 200);
   });
 
@@ -125,6 +128,17 @@ describe("ConntrackLimits on a real kernel", () => {
   it("a second up changes nothing", async () => {
     const { changes } = await stack.up();
     expect(changes).toEqual({ same: 2 });
+  });
+
+  it("after a reboot where nothing loads nf_conntrack, a preview is a no-op and the values apply at the next load", async () => {
+    await sh("iptables -F && netfilter-persistent save");
+    await rebootVm(vmName);
+    expect(await sh("test -d /sys/module/nf_conntrack && echo loaded || echo not-loaded")).toBe("not-loaded");
+    const { changes, stdout } = await stack.preview();
+    expect(changes).toEqual({ same: 2 });
+    expect(await sh("test -d /sys/module/nf_conntrack && echo loaded || echo not-loaded")).toBe("not-loaded");
+    expect(stdout).not.toContain("modprobe");
+    expect(await live()).toEqual(wanted);
   });
 
   it("refresh shows a hand-made change and the next up puts it right", async () => {

@@ -1,0 +1,148 @@
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
+import { testStack, type TestStack } from "./harness";
+
+// The host engine's promises on shared hosts, through the real pulumi CLI: owners of one key in
+// two stacks, both orders of leaving, two `pulumi up` at once, a rename, a failed write, persist: false.
+const prefix = "pcld";
+let hosts: LabHost[];
+const stacks: TestStack[] = [];
+
+const inNs = (h: LabHost, ...argv: string[]) => execFileSync("ip", ["netns", "exec", h.name, ...argv], { encoding: "utf8" }).trim();
+const sysctl = (h: LabHost, name: string) => inNs(h, "sysctl", "-n", `net.netfilter.nf_conntrack_${name}`);
+const connection = (h: LabHost) => ({ host: h.host, port: h.port, user: h.user, privateKey: h.privateKey, hostKey: h.hostKey });
+/** Our files and the ledger on the host (its /etc and /var/lib are private to its sshd: read over SSH). */
+async function ours(h: LabHost): Promise<string> {
+  const r = await hostExec(h, "ls /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d /var/lib 2>/dev/null | grep pulumi-conntrack | sort | tr '\\n' ' '");
+  return r.stdout.trim();
+}
+const ledger = async (h: LabHost) => JSON.parse((await hostExec(h, "cat /var/lib/pulumi-conntrack/ledger.json")).stdout);
+
+async function stackOn(h: LabHost, settings: object, extra: Record<string, string> = {}): Promise<TestStack> {
+  const s = await testStack("conntrack-limits", {
+    hosts: { value: JSON.stringify([{ name: h.name, connection: connection(h) }]), secret: true },
+    settings: { value: JSON.stringify(settings) },
+    ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, { value: v }])),
+  });
+  stacks.push(s);
+  return s;
+}
+
+beforeAll(async () => {
+  hosts = await startHosts(5, prefix);
+});
+
+afterAll(async () => {
+  try {
+    for (const s of stacks) {
+      await s.destroy().catch(() => undefined);
+      await s.dispose();
+    }
+  } finally {
+    await stopHosts(prefix);
+  }
+});
+
+describe("the ownership ledger through pulumi", () => {
+  it("two stacks (same resource name) share a key; the original returns after both leave, in either order", async () => {
+    const h = hosts[0];
+    expect(sysctl(h, "icmp_timeout")).toBe("30");
+    for (const order of [[0, 1], [1, 0]]) {
+      const pair = [await stackOn(h, { timeouts: { icmp: 25 } }), await stackOn(h, { timeouts: { icmp: 25 } })];
+      await pair[0].up();
+      await pair[1].up();
+      expect(sysctl(h, "icmp_timeout")).toBe("25");
+      expect(Object.keys((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_icmp_timeout"].owners)).toHaveLength(2);
+      await pair[order[0]].destroy();
+      expect(sysctl(h, "icmp_timeout")).toBe("25");
+      expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).toContain("net.netfilter.nf_conntrack_icmp_timeout = 25");
+      await pair[order[1]].destroy();
+      expect(sysctl(h, "icmp_timeout")).toBe("30");
+      expect(await ours(h)).toBe("");
+    }
+  });
+
+  it("refuses, in preview, a second owner that wants another value, naming the first", async () => {
+    const h = hosts[1];
+    const a = await stackOn(h, { timeouts: { icmp: 25 } });
+    await a.up();
+    const b = await stackOn(h, { timeouts: { icmp: 40 } });
+    const err = await b.preview().then(() => undefined, (e: Error) => e);
+    expect(String(err)).toMatch(/net\.netfilter\.nf_conntrack_icmp_timeout is managed by e2e-conntrack-limits\/test\/ConntrackLimits\/limits-pcld-h2, which wants 25 \(this resource wants 40\)/);
+    expect(sysctl(h, "icmp_timeout")).toBe("25");
+    await a.destroy();
+    expect(sysctl(h, "icmp_timeout")).toBe("30");
+  });
+
+  it("two `pulumi up` on two stacks at once both succeed, with both settings present", async () => {
+    const h = hosts[2];
+    const a = await stackOn(h, { timeouts: { icmp: 25 } });
+    const b = await stackOn(h, { timeouts: { udp: 45 } });
+    await Promise.all([a.up(), b.up()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["25", "45"]);
+    const items = (await ledger(h)).items;
+    expect(Object.keys(items).sort()).toEqual(["sysctl:net.netfilter.nf_conntrack_icmp_timeout", "sysctl:net.netfilter.nf_conntrack_udp_timeout"]);
+    const file = (await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout;
+    expect(file).toContain("icmp_timeout = 25");
+    expect(file).toContain("udp_timeout = 45");
+    await Promise.all([a.destroy(), b.destroy()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["30", "30"]);
+    expect(await ours(h)).toBe("");
+  });
+
+  it("a rename with an alias keeps one owner under the new name and leaves no old file", async () => {
+    const h = hosts[3];
+    const s = await stackOn(h, { timeouts: { tcpEstablished: 3600 } }, { namePrefix: "old" });
+    await s.up();
+    const before = await ours(h);
+    await s.setConfig({ namePrefix: { value: "new" }, formerPrefix: { value: "old" } });
+    const { changes } = await s.up();
+    expect(changes).toMatchObject({ update: 1 });
+    const owners = Object.values((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_tcp_timeout_established"].owners) as Array<{ label: string }>;
+    expect(owners.map((o) => o.label)).toEqual([`e2e-conntrack-limits/test/ConntrackLimits/new-${h.name}`]);
+    expect(await ours(h)).toBe(before);
+    expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).not.toContain("old-");
+    await s.destroy();
+    expect(sysctl(h, "tcp_timeout_established")).toBe("432000");
+    expect(await ours(h)).toBe("");
+  });
+
+  it("a failed write names the host, the step and the kernel's message, and leaves nothing half-applied", async () => {
+    const h = hosts[4];
+    // A read-only bind mount over one sysctl, inside the host's own mount namespace.
+    const ro = "mount --bind -o ro /proc/sys/net/netfilter/nf_conntrack_udp_timeout /proc/sys/net/netfilter/nf_conntrack_udp_timeout";
+    expect((await hostExec(h, ro)).code).toBe(0);
+    const s = await stackOn(h, { timeouts: { tcpEstablished: 3600, udp: 20 } });
+    const err = String(await s.up().then(() => undefined, (e: Error) => e));
+    expect(err).toContain(`root@${h.host}:22: apply ConntrackLimits: step "set net.netfilter.nf_conntrack_udp_timeout to 20" failed`);
+    expect(err).toContain("Read-only file system");
+    expect(sysctl(h, "tcp_timeout_established")).toBe("432000");
+    expect(await ours(h)).toBe("");
+    expect((await hostExec(h, "umount /proc/sys/net/netfilter/nf_conntrack_udp_timeout")).code).toBe(0);
+    await s.up();
+    expect([sysctl(h, "tcp_timeout_established"), sysctl(h, "udp_timeout")]).toEqual(["3600", "20"]);
+    await s.destroy();
+  });
+
+  it("persist: false works on a host with RHEL's iptables-config, and leaves that file as it was", async () => {
+    const h = hosts[4];
+    const config = '# RHEL-style\nIPTABLES_MODULES_UNLOAD="yes"\n#IPTABLES_SYSCTL_LOAD_LIST=".nf_conntrack .bridge-nf"\n';
+    await hostExec(h, "mkdir -p /etc/sysconfig && cat > /etc/sysconfig/iptables-config", { input: config });
+    const s = await stackOn(h, { timeouts: { udp: 25 }, persist: false });
+    const { outputs } = await s.up();
+    expect(sysctl(h, "udp_timeout")).toBe("25");
+    expect((outputs[h.name] as { files: string[] }).files).toEqual(["/var/lib/pulumi-conntrack/ledger.json"]);
+    expect((await hostExec(h, "cat /etc/sysconfig/iptables-config")).stdout).toBe(config);
+    expect((await s.preview()).changes).toEqual({ same: 2 });
+    await s.destroy();
+    expect(sysctl(h, "udp_timeout")).toBe("30");
+    // With persistence the token goes in, and out again on destroy, byte for byte.
+    const p = await stackOn(h, { timeouts: { udp: 25 } });
+    await p.up();
+    expect((await hostExec(h, "cat /etc/sysconfig/iptables-config")).stdout).toContain('IPTABLES_SYSCTL_LOAD_LIST=".nf_conntrack"');
+    await p.destroy();
+    expect((await hostExec(h, "cat /etc/sysconfig/iptables-config")).stdout).toBe(config);
+    expect(await ours(h)).toBe("");
+  });
+});
