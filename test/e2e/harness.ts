@@ -25,7 +25,7 @@ export interface TestStack {
  * A program from test/e2e/programs in a throwaway directory with its own file backend and
  * PULUMI_HOME, driven through the real `pulumi` CLI and Node.js language host on PATH.
  */
-export async function testStack(program: string, config: ConfigMap, options: { nodeModules?: string } = {}): Promise<TestStack> {
+export async function testStack(program: string, config: ConfigMap, options: { nodeModules?: string; stackName?: string } = {}): Promise<TestStack> {
   const dir = mkdtempSync(join(tmpdir(), `pct-e2e-${program}-`));
   const work = join(dir, "program");
   cpSync(join(repo, "test", "e2e", "programs", program), work, { recursive: true });
@@ -40,7 +40,7 @@ export async function testStack(program: string, config: ConfigMap, options: { n
   };
   mkdirSync(join(dir, "backend"));
   mkdirSync(join(dir, "home"));
-  const stack = await LocalWorkspace.createOrSelectStack({ stackName: "test", workDir: work }, { envVars, pulumiHome: envVars.PULUMI_HOME });
+  const stack = await LocalWorkspace.createOrSelectStack({ stackName: options.stackName ?? "test", workDir: work }, { envVars, pulumiHome: envVars.PULUMI_HOME });
   await stack.setAllConfig(config);
   const changes = (summary: Record<string, number> | undefined) => summary ?? {};
   return {
