@@ -63,7 +63,7 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     console.log(`[figure] SSH connections per host during up (preview + update): ${[...new Set(opened)].join(",")}`);
     for (const h of hosts) expect(timeoutsOf(h)).toEqual(["3600", "45"]);
     // Each host's /etc is private to its sshd's mount namespace: read it over SSH.
-    for (const h of hosts) expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack-*.conf")).stdout).toContain("net.netfilter.nf_conntrack_udp_timeout = 45");
+    for (const h of hosts) expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).toContain("net.netfilter.nf_conntrack_udp_timeout = 45");
     // pulumi up previews and then updates in one engine run, which keeps one provider process.
     expect(opened).toEqual(hosts.map(() => 1));
   });
@@ -87,7 +87,9 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     const { changes } = await stack.up();
     expect(changes).toMatchObject({ update: count });
     hosts.forEach((h, i) => expect(timeoutsOf(h)).toEqual(["3600", defaults[i][1]]));
-    expect((await hostExec(hosts[0], "cat /etc/sysctl.d/90-pulumi-conntrack-*.conf")).stdout).not.toContain("udp_timeout");
+    const file = (await hostExec(hosts[0], "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout;
+    expect(file).toContain("net.netfilter.nf_conntrack_tcp_timeout_established = 3600");
+    expect(file).not.toContain("udp_timeout");
   });
 
   it("destroy puts every host's timeouts back", async () => {
