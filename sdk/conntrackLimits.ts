@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionInput } from "./connection";
 import { splitConnection } from "./internal/connectionInputs";
+import { prefetchedFacts } from "./internal/prefetch";
 import { StubbedResource } from "./internal/stub";
 import type { TimeoutName } from "./conntrackLimits.schema";
 
@@ -52,6 +53,7 @@ export class ConntrackLimits extends StubbedResource {
         hashsize: args.hashsize,
         timeouts: args.timeouts,
         persist: args.persist,
+        prefetched: prefetchedFacts("ConntrackLimits", connection, credentials),
         previous: undefined,
         live: undefined,
         files: undefined,

@@ -2,7 +2,7 @@
 # lab/netns/hosts.sh — cheap lab hosts for pulumi-conntrack: one network namespace per host, each
 # with its own sshd, /etc and /var/lib (overlays: the ledger lives there), /run, /root and /tmp.
 #
-#   hosts.sh up N [PREFIX]     create hosts PREFIX-h1..PREFIX-hN (N 1..100, PREFIX default "pcl");
+#   hosts.sh up N [PREFIX]     create hosts PREFIX-h1..PREFIX-hN (N 1..500, PREFIX default "pcl");
 #                              prints the path of hosts.json as the last stdout line
 #   hosts.sh down [PREFIX]     stop and remove them (also cleans up after a crashed run)
 #   hosts.sh down --all        the same for every prefix this lab left behind
@@ -33,7 +33,7 @@ MAC_HOST="02:70:63:6c" # root-namespace side of each veth: 02 + "pcl"
 MAC_NS="02:70:63:6d"   # namespace side (eth0)
 NET="10.213"
 BLOCKS=16384 # /30 blocks in 10.213.0.0/16
-MAX_HOSTS=100
+MAX_HOSTS=500
 PROBE_PARALLEL="${PULUMI_CONNTRACK_NETNS_PROBE_PARALLEL:-16}"
 READY_TIMEOUT="${PULUMI_CONNTRACK_NETNS_READY_TIMEOUT:-60}"
 
@@ -456,7 +456,7 @@ cmd_up() {
   # the prefix's state lives on a tmpfs: creating ~2300 small files and removing them again is
   # seconds on a disk mounted with "discard", milliseconds here; down unmounts it
   mkdir -p "$pdir"
-  mount -t tmpfs -o mode=0755,size=512m pcl-lab-state "$pdir"
+  mount -t tmpfs -o mode=0755,size=2g pcl-lab-state "$pdir"
   echo "$base $n" >"$pdir/alloc"
 
   # per-host files (few forks: this loop runs up to 100 times on 2 cores)

@@ -4,7 +4,7 @@ import { conntrackLimitsSettingsSchema, type ConntrackLimitsSettings } from "../
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
-import { previewFacts, readHostFacts } from "../engine/hostFacts";
+import { previewFacts, readHostFacts, seedPreviewFacts, type Prefetched } from "../engine/hostFacts";
 import { currentLedger, ownersLabelled, planHost, type HostPlan } from "../engine/plan";
 import { claimsOf, conflictMessages, converge, type ResourceKind } from "../engine/transaction";
 import { ledgerPath } from "../engine/ledger";
@@ -28,7 +28,12 @@ interface Inputs {
   hashsize?: number;
   timeouts?: Record<string, number>;
   persist?: boolean;
+  /** Facts the program read during a preview (provider/prefetch.ts); never stored. */
+  prefetched?: Prefetched;
+  /** Preview only: "key": "live → desired" for what an up would change. */
   plan?: Record<string, string>;
+  /** Outside a preview: set when the host differs from the program (what makes diff say "update"). */
+  pendingChanges?: boolean;
   warnings?: string[];
 }
 
@@ -96,7 +101,8 @@ function outputsOf(props: Inputs, ownerId: string, facts: HostFacts, settings: C
   }
   const files = [...conntrackLimitsKind.backends.map((b) => b.path), ledgerPath].filter((p) => facts.files[p] !== undefined).sort();
   const { bytes, human, formula } = wanted.memory;
-  return { ...props, persist: props.persist ?? true, ownerId, previous, live, files, memoryEstimate: { bytes, human, formula }, plan: {}, warnings: wanted.warnings };
+  const { prefetched: _p, pendingChanges: _c, plan: _plan, ...rest } = props;
+  return { ...rest, persist: props.persist ?? true, ownerId, previous, live, files, memoryEstimate: { bytes, human, formula }, plan: {}, warnings: wanted.warnings };
 }
 
 async function convergeResource(target: HostTarget, props: Inputs, ownerId: string, formerLabels: string[], rollback: boolean, legacy?: LegacyOutputs): Promise<Outputs> {
@@ -121,24 +127,32 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
     if (failures.length > 0) return { failures };
 
     const inputs: Inputs = { ...news, persist: news.persist ?? true };
-    delete inputs.plan;
-    delete inputs.warnings;
+    for (const transient of ["prefetched", "plan", "pendingChanges", "warnings"] as const) delete inputs[transient];
     if (!settings?.success || !parsed?.success) return { inputs };
-    // Everything is known: read the host (once per host per operation) so the preview shows
-    // live → desired for each key, the files to write, and the warnings.
+    // Everything is known: plan from the host's facts (read once per host per operation, in a
+    // preview by the program process) so the preview shows live → desired for each key.
     const target = toTarget(parsed.data);
-    const facts = await previewFacts(target, conntrackLimitsKind.facts);
+    const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
+    if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
+    const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, conntrackLimitsKind.facts);
     const wanted = wantConntrackLimits(settings.data, facts);
     if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
     const label = labelOf(news);
     const labels = [label, ...(olds?.owner ? [labelOf(olds)] : [])];
     const mine = ownersLabelled(currentLedger(facts), labels);
+    let plan: Record<string, string>;
     if (mine.length === 0 && hasLegacyFiles(facts, legacyId(news.owner, target))) {
-      return { inputs: { ...inputs, plan: describeLegacy(wanted, facts), warnings: wanted.warnings } };
+      plan = describeLegacy(wanted, facts);
+    } else {
+      const hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: conntrackLimitsKind.backends, unreadable: "(module not loaded)" });
+      if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+      plan = describe(hostPlan, wanted, facts);
     }
-    const plan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: conntrackLimitsKind.backends, unreadable: "(module not loaded)" });
-    if (plan.conflicts.length > 0) return { failures: conflictMessages(plan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
-    return { inputs: { ...inputs, plan: describe(plan, wanted, facts), warnings: wanted.warnings } };
+    // What state stores as inputs is what the next preview is compared with. Storing the plan of
+    // the last up would make a later drift show as "old plan → new plan"; storing only a flag
+    // makes it show as the live → desired values alone (and nothing when converged).
+    if (prefetched) return { inputs: { ...inputs, plan, warnings: wanted.warnings } };
+    return { inputs: { ...inputs, ...(Object.keys(plan).length > 0 ? { pendingChanges: true } : {}), warnings: wanted.warnings } };
   },
 
   async diff(_id, olds, news) {
@@ -148,7 +162,7 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
     const settingsChanged = settingFields.some((f) => JSON.stringify(news[f] ?? null) !== JSON.stringify(olds[f] ?? (f === "persist" ? true : null)));
     const connectionChanged = JSON.stringify(news.connection) !== JSON.stringify(olds.connection) || JSON.stringify(news.credentials) !== JSON.stringify(olds.credentials);
     const renamed = news.owner !== olds.owner || (news.scope !== undefined && olds.scope !== undefined && news.scope !== olds.scope);
-    const drift = news.plan === undefined || containsUnknown(news.plan) || Object.keys(news.plan).length > 0;
+    const drift = news.pendingChanges === true || (news.plan !== undefined && (containsUnknown(news.plan) || Object.keys(news.plan).length > 0));
     return { changes: replaces.length > 0 || settingsChanged || connectionChanged || renamed || drift, replaces };
   },
 

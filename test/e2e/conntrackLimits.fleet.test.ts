@@ -48,6 +48,7 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     console.log(`[figure] ${count}-host preview: ${Date.now() - t} ms`);
     expect(changes).toMatchObject({ create: count + 1 });
     const opened = synCounts().map((n, i) => n - before[i]);
+    // The program process reads each host once (prefetch); the provider plans from that output.
     console.log(`[figure] SSH connections per host during preview: ${[...new Set(opened)].join(",")}`);
     expect(opened).toEqual(hosts.map(() => 1));
     expect(hosts.map(timeoutsOf)).toEqual(defaults);
@@ -71,6 +72,19 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
   it("a second up changes nothing", async () => {
     const { changes } = await stack.up();
     expect(changes).toEqual({ same: count + 1 });
+  });
+
+  it("preview --diff shows a hand-made change as live → desired on that host alone", async () => {
+    inNs(hosts[3], "sysctl", "-w", "net.netfilter.nf_conntrack_udp_timeout=99");
+    const { stdout, changes } = await stack.preview();
+    expect(changes).toEqual({ update: 1, same: count });
+    // Exactly the drift, as live → desired: not the plan stored at the last up set against a new one.
+    const block = stdout.slice(stdout.indexOf("~ pulumi-nodejs:dynamic/pulumi-conntrack:ConntrackLimits: (update)"));
+    expect(block).toContain(`[urn=urn:pulumi:test::e2e-conntrack-limits::pulumi-nodejs:dynamic/pulumi-conntrack:ConntrackLimits::limits-${hosts[3].name}]`);
+    expect(block).toContain(['      + plan        : {', '          + net.netfilter.nf_conntrack_udp_timeout: "99 → 45"', "        }"].join("\n"));
+    expect(stdout.match(/\(update\)/g)).toHaveLength(1);
+    expect(stdout).not.toMatch(/^\s*[-~] plan/m);
+    inNs(hosts[3], "sysctl", "-w", "net.netfilter.nf_conntrack_udp_timeout=45");
   });
 
   it("refresh shows a hand-made change on one host only", async () => {
