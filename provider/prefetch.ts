@@ -6,7 +6,7 @@ import { openSession } from "./transport/ssh";
 import { parseTarget, toTarget, type HostTarget, type StoredConnection } from "./transport/target";
 
 /**
- * Fact reads for a preview, run in the PROGRAM process while resources are constructed.
+ * Fact reads for planning, run in the PROGRAM process while resources are constructed.
  *
  * Why here: the engine calls a provider's `check` one resource at a time (step_generator.go), so a
  * read inside `check` makes a preview grow by one SSH round trip per host. The program instead
@@ -14,10 +14,12 @@ import { parseTarget, toTarget, type HostTarget, type StoredConnection } from ".
  * started here overlap across hosts; `check` then gets the host's output as an input, plans
  * without I/O and drops it from what state stores. Measured in bench/preview-fleet.mjs.
  *
- * Only previews do this (a `pulumi up` changes hosts in the provider, which re-reads each host
- * under its lock); the provider process keeps what it was handed for the rest of the operation.
- * Each host gets one connection from this process, closed as soon as its read is done, and one
- * read for every resource on it (the readers they ask for, batched).
+ * Both runs of a `pulumi up` do this: its preview and its update are separate program and
+ * provider processes (measured: a no-op `pulumi up` opened a second connection to each host
+ * when the update's `check` read the host itself), and the update's `check` must know per resource
+ * whether the host differs. The changes themselves are made by the provider, which re-reads
+ * each host under its lock. Each host gets one connection from this process, closed as soon as
+ * its read is done, and one read for every resource on it (the readers they ask for, batched).
  */
 const maxParallel = 32;
 let running = 0;
@@ -93,7 +95,8 @@ const factsByType: Record<string, FactName[]> = {
   [conntrackLimitsKind.type]: conntrackLimitsKind.facts,
 };
 
-export function prefetchFor(resourceType: string, stored: StoredConnection): Promise<Prefetched | undefined> {
+export async function prefetchFor(resourceType: string, stored: StoredConnection, preview: boolean): Promise<Prefetched | undefined> {
   const names = factsByType[resourceType];
-  return names ? prefetchFacts(stored, [...alwaysRead, ...names]) : Promise.resolve(undefined);
+  const read = names ? await prefetchFacts(stored, [...alwaysRead, ...names]) : undefined;
+  return read && { ...read, preview };
 }

@@ -28,7 +28,7 @@ interface Inputs {
   hashsize?: number;
   timeouts?: Record<string, number>;
   persist?: boolean;
-  /** Facts the program read during a preview (provider/prefetch.ts); never stored. */
+  /** Facts the program read for this run (provider/prefetch.ts); never stored. */
   prefetched?: Prefetched;
   /** Preview only: "key": "live → desired" for what an up would change. */
   plan?: Record<string, string>;
@@ -151,7 +151,7 @@ export const conntrackLimitsProvider: pulumi.dynamic.ResourceProvider<Inputs, Ou
     // What state stores as inputs is what the next preview is compared with. Storing the plan of
     // the last up would make a later drift show as "old plan → new plan"; storing only a flag
     // makes it show as the live → desired values alone (and nothing when converged).
-    if (prefetched) return { inputs: { ...inputs, plan, warnings: wanted.warnings } };
+    if (prefetched?.preview) return { inputs: { ...inputs, plan, warnings: wanted.warnings } };
     return { inputs: { ...inputs, ...(Object.keys(plan).length > 0 ? { pendingChanges: true } : {}), warnings: wanted.warnings } };
   },
 

@@ -29,10 +29,16 @@ export function withHostTransaction<T>(target: HostTarget, work: () => Promise<T
       if (err instanceof HostError) throw err;
       throw new HostError(target.label, "command", `taking the host lock: ${(err as Error).message}`);
     });
+    let release = true;
     try {
       return await work();
+    } catch (err) {
+      // A step that timed out may still be running on the host: keep the lock until this
+      // connection ends or the lease runs out, so no other change starts beside it.
+      if (err instanceof HostError && err.layer === "timeout") release = false;
+      throw err;
     } finally {
-      held.release();
+      if (release) held.release();
     }
   });
 }

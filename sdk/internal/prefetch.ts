@@ -2,18 +2,19 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Credentials } from "./connectionInputs";
 
 /**
- * During a preview, starts reading the host's facts from the program process as soon as the
- * connection is known, so the reads of all hosts overlap (the engine's `check` runs one resource
- * at a time). The result becomes an input that `check` plans from and drops. Outside a preview,
- * or while the connection is unknown, there is nothing to prefetch. The reading code is loaded
- * only when needed, at run time, so importing the SDK never loads SSH code.
+ * Starts reading the host's facts from the program process as soon as the connection is known,
+ * so the reads of all hosts overlap (the engine's `check` runs one resource at a time). The result
+ * becomes an input that `check` plans from and drops; `preview` tells it whether this run is a
+ * preview (show the plan) or the update that follows (decide same or update). While the
+ * connection is unknown there is nothing to read. The reading code is loaded only when needed,
+ * at run time, so importing the SDK never loads SSH code.
  */
-export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>): pulumi.Output<unknown> | undefined {
-  if (!pulumi.runtime.isDryRun()) return undefined;
+export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>): pulumi.Output<unknown> {
+  const preview = pulumi.runtime.isDryRun();
   const facts = pulumi.all([connection, credentials]).apply(([c, creds]) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object): Promise<unknown> };
-    return prefetchFor(resourceType, { connection: c, credentials: creds });
+    const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean): Promise<unknown> };
+    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview);
   });
   // The host's output holds no credential; keep it from being marked secret with them.
   return pulumi.unsecret(facts);

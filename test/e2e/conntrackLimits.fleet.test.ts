@@ -54,7 +54,7 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     expect(hosts.map(timeoutsOf)).toEqual(defaults);
   });
 
-  it("up applies and verifies the timeouts on every host, one connection per host", async () => {
+  it("up applies and verifies the timeouts on every host, one connection per host per process", async () => {
     const before = synCounts();
     const t = Date.now();
     const { changes } = await stack.up();
@@ -65,13 +65,16 @@ describe(`ConntrackLimits on ${count} namespaced hosts`, () => {
     for (const h of hosts) expect(timeoutsOf(h)).toEqual(["3600", "45"]);
     // Each host's /etc is private to its sshd's mount namespace: read it over SSH.
     for (const h of hosts) expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).toContain("net.netfilter.nf_conntrack_udp_timeout = 45");
-    // pulumi up previews and then updates in one engine run, which keeps one provider process.
-    expect(opened).toEqual(hosts.map(() => 1));
+    // The Automation API's up skips the preview: the program reads each host once (its facts for
+    // check), the provider makes the change on one connection of its own.
+    expect(opened).toEqual(hosts.map(() => 2));
   });
 
-  it("a second up changes nothing", async () => {
+  it("a second up changes nothing, and only reads each host once", async () => {
+    const before = synCounts();
     const { changes } = await stack.up();
     expect(changes).toEqual({ same: count + 1 });
+    expect(synCounts().map((n, i) => n - before[i])).toEqual(hosts.map(() => 1));
   });
 
   it("preview --diff shows a hand-made change as live → desired on that host alone", async () => {
@@ -132,7 +135,8 @@ describe("four resources on one host", () => {
       const beforeDestroy = synCounts()[0];
       await four.destroy();
       expect(synCounts()[0] - beforeDestroy).toBe(1);
-      expect(upConnections).toBe(1);
+      // One connection from the program (the facts of all four), one from the provider.
+      expect(upConnections).toBe(2);
     } finally {
       await four.dispose();
     }
