@@ -1,5 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { conntrackLimitsProvider } from "./conntrackLimits/provider";
+import { notrackRuleProvider } from "./notrackRule/provider";
 
 /**
  * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
@@ -8,6 +9,7 @@ import { conntrackLimitsProvider } from "./conntrackLimits/provider";
  */
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
+  NotrackRule: notrackRuleProvider,
 };
 
 type Props = { resourceType?: string } | undefined;

@@ -1,4 +1,5 @@
 import { conntrackLimitsKind } from "./conntrackLimits/provider";
+import { notrackRuleKind } from "./notrackRule/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readers, type FactName } from "./facts/host";
 import { batchScript, type FactReader } from "./facts/reader";
@@ -93,6 +94,7 @@ export function prefetchFacts(stored: StoredConnection, names: FactName[]): Prom
 /** What each resource type reads, for prefetching by type name from the program. */
 const factsByType: Record<string, FactName[]> = {
   [conntrackLimitsKind.type]: conntrackLimitsKind.facts,
+  [notrackRuleKind.type]: notrackRuleKind.facts,
 };
 
 export async function prefetchFor(resourceType: string, stored: StoredConnection, preview: boolean): Promise<Prefetched | undefined> {

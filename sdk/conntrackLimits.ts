@@ -1,7 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionInput } from "./connection";
-import { splitConnection } from "./internal/connectionInputs";
-import { prefetchedFacts } from "./internal/prefetch";
 import { StubbedResource } from "./internal/stub";
 import type { TimeoutName } from "./conntrackLimits.schema";
 
@@ -39,29 +37,6 @@ export class ConntrackLimits extends StubbedResource {
   declare public readonly warnings: pulumi.Output<string[]>;
 
   constructor(name: string, args: ConntrackLimitsArgs, opts?: pulumi.CustomResourceOptions) {
-    const { connection, credentials } = splitConnection(args.connection);
-    super(
-      "ConntrackLimits",
-      name,
-      {
-        owner: name,
-        // Project and stack name the resource in the host's ledger, so two stacks never collide.
-        scope: `${pulumi.getProject()}/${pulumi.getStack()}`,
-        connection,
-        credentials,
-        max: args.max,
-        hashsize: args.hashsize,
-        timeouts: args.timeouts,
-        persist: args.persist,
-        prefetched: prefetchedFacts("ConntrackLimits", connection, credentials),
-        previous: undefined,
-        live: undefined,
-        files: undefined,
-        memoryEstimate: undefined,
-        plan: undefined,
-        warnings: undefined,
-      },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "credentials"] },
-    );
+    super("ConntrackLimits", name, args.connection, { max: args.max, hashsize: args.hashsize, timeouts: args.timeouts, persist: args.persist }, ["memoryEstimate"], opts);
   }
 }

@@ -1,3 +1,5 @@
 export type { Connection, ConnectionInput } from "./connection";
 export { ConntrackLimits } from "./conntrackLimits";
 export type { ConntrackLimitsArgs, ConntrackTimeouts } from "./conntrackLimits";
+export { NotrackRule } from "./notrackRule";
+export type { NotrackRuleArgs } from "./notrackRule";

@@ -44,6 +44,12 @@ export function writeFile(path: string, content: string, mode = "0644"): Step[] 
   ];
 }
 
+/** Runs a command with `content` on its stdin (e.g. iptables-restore's input). */
+export function pipeInto(name: string, content: string, ...argv: Array<string | number>): Step {
+  const encoded = Buffer.from(content, "utf8").toString("base64");
+  return { name, shell: `printf %s ${quote(encoded)} | base64 -d | ${command(...argv)}` };
+}
+
 export function removeFile(path: string): Step {
   return run(`remove ${path}`, "rm", "-f", path);
 }

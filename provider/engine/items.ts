@@ -1,58 +1,68 @@
 import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
-import { writeFile, writeValue, type Step } from "./commands";
+import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
+import { pipeInto, writeFile, writeValue, type Step } from "./commands";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
  * and how to set it. An item key is "<kind>:<name>":
  * - "sysctl:net.netfilter.nf_conntrack_max": a sysctl;
  * - "param:nf_conntrack.hashsize": a module parameter under /sys/module;
- * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST.
+ * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST;
+ * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does.
  * A live value of undefined means "can't be read now" (the module isn't loaded): nothing to
  * compare, and persistence applies the value when the module loads.
  */
 export interface ItemDriver {
   live(name: string, facts: HostFacts): string | null | undefined;
-  /** Steps that make the live value `value` (null: the item should not exist). */
-  set(name: string, value: string | null, facts: HostFacts): Step[];
+  /**
+   * Steps that make each item's live value `to` (null: the item should not exist). All changes
+   * of one kind come at once, so a kind can apply them in one transaction (iptables-restore).
+   */
+  set(changes: Array<{ name: string; to: string | null }>, facts: HostFacts): Step[];
+}
+
+/** A driver whose items are set one by one. */
+function oneByOne(live: ItemDriver["live"], setOne: (name: string, to: string | null, facts: HostFacts) => Step[]): ItemDriver {
+  return { live, set: (changes, facts) => changes.flatMap((c) => setOne(c.name, c.to, facts)) };
 }
 
 export const present = "present";
 export const absent = "absent";
 
-const sysctl: ItemDriver = {
+const sysctl = oneByOne(
   // A key the kernel doesn't list exists nowhere while its module is loaded (null); before the
   // module loads it can't be told (undefined).
-  live: (name, facts) => facts.conntrackSysctl.values[name] ?? (["loaded", "builtin"].includes(facts.conntrackModule.state) ? null : undefined),
-  set: (name, value) => (value === null ? [] : [writeValue(`set ${name} to ${value}`, `/proc/sys/${name.replace(/\./g, "/")}`, value)]),
-};
+  (name, facts) => facts.conntrackSysctl.values[name] ?? (["loaded", "builtin"].includes(facts.conntrackModule.state) ? null : undefined),
+  (name, value) => (value === null ? [] : [writeValue(`set ${name} to ${value}`, `/proc/sys/${name.replace(/\./g, "/")}`, value)]),
+);
 
-const param: ItemDriver = {
-  live(name, facts) {
+const param = oneByOne(
+  (name, facts) => {
     const [module, p] = name.split(".");
     if (p !== "hashsize" || facts.conntrackModule.name !== module || !["loaded", "builtin"].includes(facts.conntrackModule.state)) return undefined;
     return facts.conntrackTable.hashsize === undefined ? undefined : String(facts.conntrackTable.hashsize);
   },
-  set(name, value) {
+  (name, value) => {
     const [module, p] = name.split(".");
     return value === null ? [] : [writeValue(`set ${module} ${p} to ${value}`, `/sys/module/${module}/parameters/${p}`, value)];
   },
-};
+);
 
-const token: ItemDriver = {
-  live(name, facts) {
+const token = oneByOne(
+  (name, facts) => {
     const { path, token: t } = splitToken(name);
     const content = facts.files[path];
     if (content === undefined) return undefined;
     return hasToken(content, t) ? present : absent;
   },
-  set(name, value, facts) {
+  (name, value, facts) => {
     const { path, token: t } = splitToken(name);
     const content = facts.files[path];
     if (content === undefined) return [];
     return writeFile(path, withToken(content, t, value === present));
   },
-};
+);
 
 function splitToken(name: string): { path: string; token: string } {
   const colon = name.lastIndexOf(":");
@@ -61,7 +71,62 @@ function splitToken(name: string): { path: string; token: string } {
   return { path, token: name.slice(colon + 1) };
 }
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token };
+const parsed = new Map<string, Ruleset>();
+function rulesetOf(save: string): Ruleset {
+  let rs = parsed.get(save);
+  if (!rs) {
+    rs = parseRuleset(save);
+    parsed.clear(); // one host's rulesets at a time are enough
+    parsed.set(save, rs);
+  }
+  return rs;
+}
+
+function splitRule(name: string): { family: "v4" | "v6"; table: string; chain: string; ruleKey: string } {
+  const [family, table, chain] = name.split(":", 3);
+  return { family: family as "v4" | "v6", table, chain, ruleKey: name.slice(family.length + table.length + chain.length + 3) };
+}
+
+/**
+ * iptables rules: present when the host has a rule that matches and does the same, whatever its
+ * spelling or comment; ours are added with our comment and removed by replaying exactly the line
+ * iptables-save printed. All changes of a family go in one `iptables-restore --noflush`.
+ */
+const rule: ItemDriver = {
+  live(name, facts) {
+    if (facts.iptables.backend === "none") return undefined;
+    const { family, table, chain, ruleKey } = splitRule(name);
+    const rs = rulesetOf(family === "v4" ? facts.iptables.v4 : facts.iptables.v6);
+    return rs.rules.some((r) => r.table === table && r.chain === chain && key(r) === ruleKey) ? present : absent;
+  },
+  set(changes, facts) {
+    const steps: Step[] = [];
+    for (const family of ["v4", "v6"] as const) {
+      const rs = rulesetOf(family === "v4" ? facts.iptables.v4 : facts.iptables.v6);
+      const byTable = new Map<string, string[]>();
+      for (const c of changes) {
+        const { family: f, table, chain, ruleKey } = splitRule(c.name);
+        if (f !== family) continue;
+        const lines = byTable.get(table) ?? [];
+        if (c.to === present) {
+          // An accept goes ahead of the chain's rules (and any DROP or REJECT among them).
+          lines.push(`${ruleKey.endsWith("-j ACCEPT") ? `-I ${chain} 1` : `-A ${chain}`} ${withComment(ruleKey, ownComment)}`);
+        } else {
+          for (const r of rs.rules) if (r.table === table && r.chain === chain && key(r) === ruleKey && isOurs(r)) lines.push(`-D ${chain} ${r.text}`);
+        }
+        byTable.set(table, lines);
+      }
+      if (byTable.size === 0) continue;
+      const input = [...byTable].map(([table, lines]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`).join("");
+      const tool = family === "v4" ? "iptables-restore" : "ip6tables-restore";
+      const summary = [...byTable].map(([t, l]) => `${t} ${l.length}`).join(", ");
+      steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, tool, "--noflush"));
+    }
+    return steps;
+  },
+};
+
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");

@@ -5,7 +5,7 @@ import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import { withHostTransaction } from "./hostLock";
-import { driverOf } from "./items";
+import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
 import { readHostFacts } from "./hostFacts";
 import { currentLedger, hasWork, planHost, type HostPlan, type HostPlanInput } from "./plan";
@@ -132,10 +132,13 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): St
   if (Object.keys(union.items).length > 0 && unionText !== facts.files[ledgerPath]) steps.push(...writeFile(ledgerPath, unionText, "0600"));
   for (const [path, content] of Object.entries(plan.writeFiles)) if (path !== ledgerPath) steps.push(...writeFile(path, content));
   for (const path of [...plan.removeFiles.filter((p) => p !== ledgerPath), ...removeExtra]) steps.push(removeFile(path));
+  // Changes come sorted by kind; each kind gets its changes at once.
+  const byDriver = new Map<ItemDriver, Array<{ name: string; to: string | null }>>();
   for (const change of plan.changes) {
     const { driver, name } = driverOf(change.item);
-    steps.push(...driver.set(name, change.to, facts));
+    byDriver.set(driver, [...(byDriver.get(driver) ?? []), { name, to: change.to }]);
   }
+  for (const [driver, changes] of byDriver) steps.push(...driver.set(changes, facts));
   if (finalLedger !== undefined && finalLedger !== unionText) steps.push(...writeFile(ledgerPath, finalLedger, "0600"));
   if (plan.removeFiles.includes(ledgerPath)) steps.push(removeFile(ledgerPath), tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
   const touchedUdev = [...Object.keys(plan.writeFiles), ...plan.removeFiles, ...removeExtra].some((p) => p.startsWith("/etc/udev/"));

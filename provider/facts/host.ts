@@ -1,5 +1,6 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
+import { iptablesReader } from "./iptables";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
 
@@ -13,6 +14,7 @@ export const readers = {
   sysctlFiles: sysctlFilesReader,
   modprobeOptions: modprobeOptionsReader,
   files: filesReader,
+  iptables: iptablesReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;

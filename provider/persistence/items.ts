@@ -17,10 +17,13 @@ export interface PersistInput {
   sysctlPath?: string;
 }
 
-/** A backend owns one file: it renders it from the persisted items (undefined: no file). */
+/**
+ * A backend keeps one file: it renders it from the persisted items (undefined: no file). A file
+ * it shares with others (a saved ruleset) gets its current content, to change only our lines.
+ */
 export interface FileBackend {
   path: string;
-  render(input: PersistInput): string | undefined;
+  render(input: PersistInput, current?: string): string | undefined;
 }
 
 export function sysctlItems(items: PersistedItem[]): Array<{ key: string; value: string }> {

@@ -1,4 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionInput } from "../connection";
+import { splitConnection } from "./connectionInputs";
+import { prefetchedFacts } from "./prefetch";
 
 /**
  * What Pulumi stores in every resource's state as its dynamic provider (`__provider`), written
@@ -16,10 +19,25 @@ export const providerStub =
 
 /**
  * A dynamic resource of this package: the type token Pulumi gives dynamic resources
- * ("pulumi-nodejs:dynamic/<module>:<type>", routed to its dynamic-provider host) with our stub.
+ * ("pulumi-nodejs:dynamic/<module>:<type>", routed to its dynamic-provider host) with our stub,
+ * and what every resource carries: its name and "project/stack" (which name it in the host's
+ * ledger, so two stacks never collide), the connection split into a public and a secret half,
+ * and the host's facts read for this run (prefetchedFacts).
  */
 export abstract class StubbedResource extends pulumi.CustomResource {
-  constructor(type: string, name: string, props: pulumi.Inputs, opts?: pulumi.CustomResourceOptions) {
-    super(`pulumi-nodejs:dynamic/pulumi-conntrack:${type}`, name, { ...props, resourceType: type, __provider: providerStub }, opts);
+  constructor(type: string, name: string, connectionInput: pulumi.Input<ConnectionInput>, settings: pulumi.Inputs, outputs: string[], opts?: pulumi.CustomResourceOptions) {
+    const { connection, credentials } = splitConnection(connectionInput);
+    const props: pulumi.Inputs = {
+      ...settings,
+      owner: name,
+      scope: `${pulumi.getProject()}/${pulumi.getStack()}`,
+      connection,
+      credentials,
+      prefetched: prefetchedFacts(type, connection, credentials),
+      resourceType: type,
+      __provider: providerStub,
+    };
+    for (const o of ["previous", "live", "files", "plan", "warnings", ...outputs]) props[o] = undefined;
+    super(`pulumi-nodejs:dynamic/pulumi-conntrack:${type}`, name, props, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "credentials"] });
   }
 }

@@ -1,0 +1,205 @@
+import { randomBytes } from "node:crypto";
+import type * as pulumi from "@pulumi/pulumi";
+import type { z } from "zod";
+import type { Credentials } from "../../sdk/internal/connectionInputs";
+import { containsUnknown, failuresOf, targetOf } from "../dynamic";
+import type { HostFacts } from "../facts/host";
+import { parseTarget, toTarget, type HostTarget } from "../transport/target";
+import { previewFacts, readHostFacts, seedPreviewFacts, type Prefetched } from "./hostFacts";
+import { liveValue } from "./items";
+import { ledgerPath } from "./ledger";
+import { currentLedger, ownersLabelled, planHost, type HostPlan } from "./plan";
+import { claimsOf, conflictMessages, converge, type FactsView, type ResourceKind, type Wanted } from "./transaction";
+
+/** What every resource of this package stores as inputs, besides its own settings. */
+export interface BaseInputs {
+  resourceType: string;
+  /** The resource's name. */
+  owner: string;
+  /** "project/stack" of the program (absent in stacks written by 0.1). */
+  scope?: string;
+  connection: Record<string, unknown>;
+  credentials?: Credentials;
+  /** Facts the program read for this run (provider/prefetch.ts); never stored. */
+  prefetched?: Prefetched;
+  /** Preview only: "key": "live → desired" for what an up would change. */
+  plan?: Record<string, string>;
+  /** Outside a preview: set when the host differs from the program (what makes diff say "update"). */
+  pendingChanges?: boolean;
+  warnings?: string[];
+  [setting: string]: unknown;
+}
+
+export interface BaseOutputs extends BaseInputs {
+  /** This resource's id in the host's ledger (kept across renames). */
+  ownerId?: string;
+  previous: Record<string, string>;
+  live: Record<string, string>;
+  files: string[];
+}
+
+/** An older version's resource the engine adopts (see conntrackLimits/legacy.ts). */
+export interface LegacySupport<S> {
+  /** A preview of such a resource that hasn't moved to the ledger yet (undefined: not one). */
+  preview(settings: S, facts: HostFacts, props: BaseInputs, target: HostTarget): Record<string, string> | undefined;
+  /** For its update or destroy: the owner id it is known by and the view that adopts it. */
+  adopt(outputs: BaseOutputs, label: string): { ownerId: string; view: FactsView } | undefined;
+}
+
+/** Everything a resource type supplies; the rest of a dynamic provider is the same for all. */
+export interface ResourceSpec<S> {
+  kind: ResourceKind<S>;
+  schema: z.ZodType<S>;
+  settingFields: readonly string[];
+  /** Defaults the schema applies, echoed into the inputs so a diff doesn't see them as changes. */
+  defaults: Record<string, unknown>;
+  /** How an item is named in previews and outputs. */
+  display(item: string): string;
+  /** Outputs of its own (estimates, ...). */
+  outputs?(settings: S, facts: HostFacts, wanted: Wanted): Record<string, unknown>;
+  legacy?: LegacySupport<S>;
+}
+
+const transients = ["prefetched", "plan", "pendingChanges", "warnings"] as const;
+
+export function labelOf(type: string, props: Pick<BaseInputs, "owner" | "scope">): string {
+  return `${props.scope ? `${props.scope}/` : ""}${type}/${props.owner}`;
+}
+
+function describe<S>(spec: ResourceSpec<S>, plan: HostPlan, wanted: Wanted, facts: HostFacts): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const step of wanted.prepare) if (!step.optional) out[step.name] = "first";
+  for (const c of plan.changes) out[spec.display(c.item)] = `${c.from ?? "(absent)"} → ${c.to ?? "(absent)"}`;
+  if (wanted.prepare.length > 0) {
+    for (const [key, claim] of Object.entries(wanted.claims)) if (liveValue(key, facts) === undefined) out[spec.display(key)] = `(module not loaded) → ${claim.value}`;
+  }
+  for (const path of Object.keys(plan.writeFiles)) out[path] = path === ledgerPath ? "record owners and original values" : "write";
+  for (const path of plan.removeFiles) out[path] = "remove";
+  return out;
+}
+
+/** A dynamic provider for one resource type on the host engine. */
+export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.ResourceProvider<BaseInputs, BaseOutputs> {
+  const { kind } = spec;
+  const pick = (props: BaseInputs) => Object.fromEntries(spec.settingFields.filter((f) => props[f] !== undefined && props[f] !== null).map((f) => [f, props[f]]));
+  const settingsOf = (props: BaseInputs) => spec.schema.parse(pick(props));
+
+  function outputsOf(props: BaseInputs, ownerId: string, facts: HostFacts, settings: S): BaseOutputs {
+    const wanted = kind.want(settings, facts);
+    const ledger = currentLedger(facts);
+    const previous: Record<string, string> = {};
+    const live: Record<string, string> = {};
+    for (const key of Object.keys(wanted.claims)) {
+      if (key.startsWith("token:")) continue;
+      const item = ledger.items[key];
+      if (item) previous[spec.display(key)] = item.original ?? "(absent)";
+      const value = liveValue(key, facts);
+      if (value !== undefined && value !== null) live[spec.display(key)] = value;
+    }
+    const files = [...kind.backends.map((b) => b.path), ledgerPath].filter((p) => facts.files[p] !== undefined).sort();
+    const rest = { ...props };
+    for (const t of transients) delete rest[t];
+    return { ...rest, ...spec.defaults, ...pick(props), ownerId, previous, live, files, plan: {}, warnings: wanted.warnings, ...spec.outputs?.(settings, facts, wanted) };
+  }
+
+  async function convergeResource(target: HostTarget, props: BaseInputs, ownerId: string, formerLabels: string[], rollback: boolean, adopted?: { ownerId: string; view: FactsView }): Promise<BaseOutputs> {
+    const settings = settingsOf(props);
+    const owner = { id: ownerId, label: labelOf(kind.type, props), formerLabels, alsoRelease: adopted ? [adopted.ownerId] : [] };
+    const { facts } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
+    return outputsOf(props, ownerId, facts, settings);
+  }
+
+  const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;
+
+  return {
+    async check(olds, news) {
+      const failures: pulumi.dynamic.CheckFailure[] = [];
+      if (typeof news.owner !== "string" || news.owner === "") failures.push({ property: "owner", reason: "owner (the resource name) is required" });
+      const settingsKnown = !spec.settingFields.some((f) => containsUnknown(news[f]));
+      const settings = settingsKnown ? spec.schema.safeParse(pick(news)) : undefined;
+      if (settings && !settings.success) failures.push(...failuresOf(settings.error));
+      const connectionKnown = !containsUnknown(news.connection) && !containsUnknown(news.credentials);
+      const parsed = connectionKnown ? parseTarget({ connection: news.connection, credentials: news.credentials }) : undefined;
+      if (parsed && !parsed.success) failures.push(...failuresOf(parsed.error, "connection"));
+      if (failures.length > 0) return { failures };
+
+      const inputs: BaseInputs = { ...news, ...Object.fromEntries(Object.entries(spec.defaults).map(([k, v]) => [k, news[k] ?? v])) };
+      for (const t of transients) delete inputs[t];
+      if (!settings?.success || !parsed?.success) return { inputs };
+      // Everything is known: plan from the host's facts (read once per host per run, by the
+      // program process when it could) so a preview shows live → desired for each item.
+      const target = toTarget(parsed.data);
+      const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
+      if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
+      const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
+      const wanted = kind.want(settings.data, facts);
+      if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+      const label = labelOf(kind.type, news);
+      const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
+      const mine = ownersLabelled(currentLedger(facts), labels);
+      let plan = mine.length === 0 ? spec.legacy?.preview(settings.data, facts, news, target) : undefined;
+      if (!plan) {
+        const hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: kind.backends, unreadable: "(module not loaded)" });
+        if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+        plan = describe(spec, hostPlan, wanted, facts);
+      }
+      // What state stores as inputs is what the next preview is compared with. Storing the plan of
+      // the last up would make a later drift show as "old plan → new plan"; storing only a flag
+      // makes it show as the live → desired values alone (and nothing when converged).
+      if (prefetched?.preview) return { inputs: { ...inputs, plan, warnings: wanted.warnings } };
+      return { inputs: { ...inputs, ...(Object.keys(plan).length > 0 ? { pendingChanges: true } : {}), warnings: wanted.warnings } };
+    },
+
+    async diff(_id, olds, news) {
+      const replaces: string[] = [];
+      const hostChanged = (k: "host" | "port") => news.connection?.[k] !== undefined && news.connection[k] !== olds.connection?.[k];
+      if (hostChanged("host") || hostChanged("port")) replaces.push("connection");
+      const settingsChanged = spec.settingFields.some((f) => JSON.stringify(news[f] ?? spec.defaults[f] ?? null) !== JSON.stringify(olds[f] ?? spec.defaults[f] ?? null));
+      const connectionChanged = JSON.stringify(news.connection) !== JSON.stringify(olds.connection) || JSON.stringify(news.credentials) !== JSON.stringify(olds.credentials);
+      const renamed = news.owner !== olds.owner || (news.scope !== undefined && olds.scope !== undefined && news.scope !== olds.scope);
+      const drift = news.pendingChanges === true || (news.plan !== undefined && (containsUnknown(news.plan) || Object.keys(news.plan).length > 0));
+      return { changes: replaces.length > 0 || settingsChanged || connectionChanged || renamed || drift, replaces };
+    },
+
+    async create(inputs) {
+      const target = targetOf(inputs);
+      const ownerId = newOwnerId(inputs);
+      const outs = await convergeResource(target, inputs, ownerId, [], true);
+      return { id: `${target.host}:${target.port}/${ownerId}`, outs };
+    },
+
+    async update(_id, olds, news) {
+      const target = targetOf(news);
+      const formerLabels = olds.owner ? [labelOf(kind.type, olds)] : [];
+      if (olds.ownerId) return { outs: await convergeResource(target, news, olds.ownerId, formerLabels, false) };
+      // A resource of an older version: it moves into the ledger now, under a new id.
+      const adopted = spec.legacy?.adopt(olds, labelOf(kind.type, news));
+      return { outs: await convergeResource(target, news, newOwnerId(news), formerLabels, false, adopted) };
+    },
+
+    async read(id, props) {
+      if (!props) throw new Error(`${kind.type} ${id}: import is not supported; declare the resource and run pulumi up`);
+      const target = targetOf(props);
+      const facts = await readHostFacts(target, kind.facts);
+      const live: Record<string, string> = {};
+      const settings = spec.schema.safeParse(pick(props));
+      const items = settings.success ? Object.keys(kind.want(settings.data, facts).claims) : [];
+      for (const key of items) {
+        const value = liveValue(key, facts);
+        if (value !== undefined && value !== null && !key.startsWith("token:")) live[spec.display(key)] = value;
+      }
+      return { id, props: { ...props, live } };
+    },
+
+    async delete(_id, props) {
+      const target = targetOf(props);
+      const label = labelOf(kind.type, props);
+      if (props.ownerId) {
+        await converge(kind, target, { id: props.ownerId, label }, undefined, { rollback: false });
+        return;
+      }
+      const adopted = spec.legacy?.adopt(props, label);
+      if (adopted) await converge(kind, target, { id: adopted.ownerId, label }, undefined, { rollback: false, view: adopted.view });
+    },
+  };
+}

@@ -1,0 +1,27 @@
+import { notrackRuleSettingsSchema, type NotrackRuleSettings } from "../../sdk/notrackRule.schema";
+import { engineProvider } from "../engine/resource";
+import type { ResourceKind } from "../engine/transaction";
+import { rulesV4Backend, rulesV6Backend } from "../persistence/netfilterPersistent";
+import { notrackRuleFacts, wantNotrackRule } from "./plan";
+
+export const notrackRuleKind: ResourceKind<NotrackRuleSettings> = {
+  type: "NotrackRule",
+  facts: [...notrackRuleFacts],
+  backends: [rulesV4Backend, rulesV6Backend],
+  want: wantNotrackRule,
+};
+
+/** "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack" → "iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack". */
+export function ruleDisplay(item: string): string {
+  const [, family, table, chain] = item.split(":", 4);
+  const rule = item.slice(`rule:${family}:${table}:${chain}:`.length);
+  return `${family === "v4" ? "iptables" : "ip6tables"} -t ${table} -A ${chain} ${rule}`;
+}
+
+export const notrackRuleProvider = engineProvider({
+  kind: notrackRuleKind,
+  schema: notrackRuleSettingsSchema,
+  settingFields: ["ports", "protocol", "side", "ipVersions", "acceptUntracked", "persist", "force"],
+  defaults: { protocol: "tcp", side: "both", ipVersions: [4], acceptUntracked: true, persist: true, force: false },
+  display: ruleDisplay,
+});
