@@ -67,7 +67,7 @@ export class ConntrackLimits extends StubbedResource {
   declare public readonly warnings: pulumi.Output<string[]>;
 
   /**
-   * @param name The resource's name; also names its files on the host (with a hash of name, host and port).
+   * @param name The resource's name; with the project and stack, it names this resource among the owners in the host's ledger.
    * @param args The host and the settings to manage.
    * @param opts The usual resource options.
    */

@@ -123,7 +123,7 @@ describe("installing the npm pack tarball into a fresh Pulumi project", () => {
     expect(r.stdout).toMatch(new RegExp(`host\\s*: "${host.host.replace(/\./g, "\\.")}"`));
     expect(r.stdout).toMatch(new RegExp(`net\\.netfilter\\.nf_conntrack_tcp_timeout_established\\s*: "${est} → 86400"`));
     expect(r.stdout).toMatch(new RegExp(`net\\.netfilter\\.nf_conntrack_udp_timeout\\s*: "${udp} → 20"`));
-    expect(r.stdout).toMatch(/\/etc\/sysctl\.d\/90-pulumi-conntrack-edge-[0-9a-f]{8}\.conf\s*: "write"/);
+    expect(r.stdout).toMatch(/\/etc\/sysctl\.d\/90-pulumi-conntrack\.conf\s*: "write"/);
     expect(r.stdout).not.toContain(host.privateKey.split("\n")[1]);
     // Preview changes nothing on the host.
     expect(inNs("sysctl", "-n", "net.netfilter.nf_conntrack_tcp_timeout_established")).toBe(est);
