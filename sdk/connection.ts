@@ -36,7 +36,10 @@ export interface Connection {
    * Run privileged steps through sudo when `user` isn't root: `true` for passwordless sudo, or
    * `{ password }`. Default false.
    */
-  sudo?: boolean | { password: string };
+  sudo?: boolean | {
+    /** The user's sudo password. Kept secret. */
+    password: string;
+  };
   /** Accept any host key. For disposable labs only. Default false. */
   insecureSkipHostKeyCheck?: boolean;
   /** Seconds one remote command may run before it is abandoned. Default 120. */

@@ -3,8 +3,29 @@ import type { ConnectionInput } from "./connection";
 import { StubbedResource } from "./internal/stub";
 import type { TimeoutName } from "./conntrackLimits.schema";
 
+/**
+ * Conntrack timeouts in seconds, by name; each is a whole number from 1 to 2147483. Names and the
+ * kernel keys they set (with the legacy `net.ipv4.netfilter.ip_conntrack_*` names on kernels that
+ * have only those; the defaults are Linux 6.x's, older kernels differ, e.g. udpStream 180 on 3.10):
+ * - `tcpEstablished`: net.netfilter.nf_conntrack_tcp_timeout_established (default 432000)
+ * - `tcpTimeWait`: nf_conntrack_tcp_timeout_time_wait (120)
+ * - `tcpCloseWait`: nf_conntrack_tcp_timeout_close_wait (60)
+ * - `tcpFinWait`: nf_conntrack_tcp_timeout_fin_wait (120)
+ * - `tcpSynSent`: nf_conntrack_tcp_timeout_syn_sent (120)
+ * - `tcpSynRecv`: nf_conntrack_tcp_timeout_syn_recv (60)
+ * - `tcpLastAck`: nf_conntrack_tcp_timeout_last_ack (30)
+ * - `tcpClose`: nf_conntrack_tcp_timeout_close (10)
+ * - `udp`: nf_conntrack_udp_timeout (30)
+ * - `udpStream`: nf_conntrack_udp_timeout_stream (120)
+ * - `icmp`: nf_conntrack_icmp_timeout (30)
+ * - `generic`: nf_conntrack_generic_timeout (600)
+ */
 export type ConntrackTimeouts = Partial<Record<TimeoutName, number>>;
 
+/**
+ * What a {@link ConntrackLimits} manages on its host. Only the fields given are managed; at least
+ * one of `max`, `hashsize` and `timeouts` is required. Bad values fail in `check`, before any SSH.
+ */
 export interface ConntrackLimitsArgs {
   /** How to reach the host. */
   connection: pulumi.Input<ConnectionInput>;
@@ -30,12 +51,24 @@ export class ConntrackLimits extends StubbedResource {
   /** pulumi-conntrack's files on the host that persist these values (shared by every resource on it). */
   declare public readonly files: pulumi.Output<string[]>;
   /** Estimated kernel memory the table can take at `max` entries and `hashsize` buckets. */
-  declare public readonly memoryEstimate: pulumi.Output<{ bytes: number; human: string; formula: string }>;
+  declare public readonly memoryEstimate: pulumi.Output<{
+    /** Bytes: max × the host's nf_conn slab object size + hashsize × 8. */
+    bytes: number;
+    /** The same, rounded for people ("64.5 MiB"). */
+    human: string;
+    /** How it was computed, with the host's numbers. */
+    formula: string;
+  }>;
   /** What the next apply changes on the host ("key": "live → desired"); empty when converged. */
   declare public readonly plan: pulumi.Output<Record<string, string>>;
   /** Things that may undo or hurt these settings (overriding files, other owners, capacity). */
   declare public readonly warnings: pulumi.Output<string[]>;
 
+  /**
+   * @param name The resource's name; with the project and stack, it names this resource among the owners in the host's ledger.
+   * @param args The host and the settings to manage.
+   * @param opts The usual resource options.
+   */
   constructor(name: string, args: ConntrackLimitsArgs, opts?: pulumi.CustomResourceOptions) {
     super("ConntrackLimits", name, args.connection, { max: args.max, hashsize: args.hashsize, timeouts: args.timeouts, persist: args.persist }, ["memoryEstimate"], opts);
   }

@@ -24,11 +24,12 @@ export interface TestStack {
 /**
  * A program from test/e2e/programs in a throwaway directory with its own file backend and
  * PULUMI_HOME, driven through the real `pulumi` CLI and Node.js language host on PATH.
+ * `options.from`: a program directory to copy instead (an example).
  */
-export async function testStack(program: string, config: ConfigMap, options: { nodeModules?: string; stackName?: string } = {}): Promise<TestStack> {
+export async function testStack(program: string, config: ConfigMap, options: { nodeModules?: string; stackName?: string; from?: string } = {}): Promise<TestStack> {
   const dir = mkdtempSync(join(tmpdir(), `pct-e2e-${program}-`));
   const work = join(dir, "program");
-  cpSync(join(repo, "test", "e2e", "programs", program), work, { recursive: true });
+  cpSync(options.from ?? join(repo, "test", "e2e", "programs", program), work, { recursive: true });
   // The program resolves pulumi-conntrack and @pulumi/pulumi from the repo, as an installed package would.
   symlinkSync(options.nodeModules ?? join(repo, "node_modules"), join(work, "node_modules"));
   const envVars = {
