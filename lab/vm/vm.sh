@@ -141,9 +141,9 @@ write_host_json() {
   port=$(cat "$dir/port")
   hostkey=$(cut -d' ' -f1,2 "$dir/host_ed25519_key.pub")
   printf '[127.0.0.1]:%s %s\n' "$port" "$hostkey" >"$dir/known_hosts"
-  printf '{"name":%s,"host":"127.0.0.1","port":%s,"user":"root","privateKeyPath":%s,"hostKey":%s,"knownHostsPath":%s}\n' \
+  printf '{"name":%s,"host":"127.0.0.1","port":%s,"user":"root","privateKeyPath":%s,"hostKey":%s,"knownHostsPath":%s,"httpPort":%s}\n' \
     "$(json_str "$name")" "$port" "$(json_str "$CLIENT_KEY")" "$(json_str "$hostkey")" \
-    "$(json_str "$dir/known_hosts")" >"$dir/host.json.new"
+    "$(json_str "$dir/known_hosts")" "$(cat "$dir/port80" 2>/dev/null || echo null)" >"$dir/host.json.new"
   mv -f "$dir/host.json.new" "$dir/host.json"
 }
 
@@ -226,6 +226,10 @@ cmd_boot() {
     if [[ ! -s $dir/port ]] || ! port_free "$(cat "$dir/port")"; then
       pick_port >"$dir/port"
     fi
+    # The guest's port 80 too, for tests that load a server on it from outside the VM.
+    while [[ ! -s $dir/port80 ]] || ! port_free "$(cat "$dir/port80")" || [[ $(cat "$dir/port80") == $(cat "$dir/port") ]]; do
+      pick_port >"$dir/port80"
+    done
     write_host_json "$dir" "$name"
     [[ -f $dir/console.log ]] && mv -f "$dir/console.log" "$dir/console.log.1"
     if err=$("$QEMU" \
@@ -236,7 +240,7 @@ cmd_boot() {
       -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
       -append "$(cat "$image/cmdline") systemd.hostname=$name systemd.machine_id=$machine_id" \
       -drive "file=$dir/disk.qcow2,format=qcow2,if=virtio,cache=unsafe,discard=unmap" \
-      -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$(cat "$dir/port")-:22" \
+      -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$(cat "$dir/port")-:22,hostfwd=tcp:127.0.0.1:$(cat "$dir/port80")-:80" \
       -device virtio-net-pci,netdev=net0,romfile= \
       -device virtio-rng-pci \
       -fw_cfg "name=opt/pulumi-conntrack/authorized_key,file=$CLIENT_KEY.pub" \
@@ -246,7 +250,7 @@ cmd_boot() {
     fi
     if grep -qi 'host forwarding\|address already in use' <<<"$err" && ((attempt < 5)); then
       log "$name: port $(cat "$dir/port") was taken; retrying ($err)"
-      rm -f "$dir/port"
+      rm -f "$dir/port" "$dir/port80"
       continue
     fi
     die "$name: qemu failed to start: $err"
