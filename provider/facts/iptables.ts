@@ -27,13 +27,14 @@ export const iptablesReader: FactReader<IptablesFacts> = {
 if command -v iptables >/dev/null 2>&1; then
   case "$(iptables -V 2>/dev/null)" in *nf_tables*) b=nft;; *) b=legacy;; esac
   echo "backend $b"
-  nft_up() { [ -d /sys/module/nf_tables ] || grep -qs '/nf_tables\\.ko' /lib/modules/$(uname -r)/modules.builtin; }
+  # nf_tables is there: loaded, built in, or the kernel loads no modules at all (no /proc/modules).
+  nft_up() { [ -d /sys/module/nf_tables ] || [ ! -e /proc/modules ] || grep -qs '/nf_tables\\.ko' /lib/modules/$(uname -r)/modules.builtin; }
   if [ $b = nft ]; then
     nft_up && echo "v4 $(iptables-save 2>/dev/null | base64 -w0)" && echo "v6 $(ip6tables-save 2>/dev/null | base64 -w0)"
     [ -e /proc/net/ip_tables_names ] && [ -n "$(iptables-legacy-save 2>/dev/null | grep '^-A')" ] && echo "other-rules"
   else
-    [ -e /proc/net/ip_tables_names ] && echo "v4 $(iptables-save 2>/dev/null | base64 -w0)"
-    [ -e /proc/net/ip6_tables_names ] && echo "v6 $(ip6tables-save 2>/dev/null | base64 -w0)"
+    { [ -e /proc/net/ip_tables_names ] || [ ! -e /proc/modules ]; } && echo "v4 $(iptables-save 2>/dev/null | base64 -w0)"
+    { [ -e /proc/net/ip6_tables_names ] || [ ! -e /proc/modules ]; } && echo "v6 $(ip6tables-save 2>/dev/null | base64 -w0)"
     nft_up && command -v iptables-nft-save >/dev/null 2>&1 && [ -n "$(iptables-nft-save 2>/dev/null | grep '^-A')" ] && echo "other-rules"
   fi
 else

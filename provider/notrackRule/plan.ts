@@ -1,7 +1,7 @@
 import type { NotrackRuleSettings } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../facts/host";
 import type { Wanted } from "../engine/transaction";
-import { key, parseRuleset, portWithin, type Rule, type Ruleset } from "../facts/iptablesRules";
+import { isOurs, key, parseRuleset, portWithin, type Rule, type Ruleset } from "../facts/iptablesRules";
 
 /** The facts NotrackRule reads (besides the engine's own: system and files). */
 export const notrackRuleFacts = ["iptables"] as const;
@@ -45,7 +45,8 @@ const stateful = (r: Rule) => r.ctstate !== undefined && !r.ctstate.split(",").i
 
 /** What the filter does today with the port's packets in one chain, seen as untracked packets. */
 function filterView(rs: Ruleset, d: Direction, proto: string, port: string) {
-  const rules = rs.rules.filter((r) => r.table === "filter" && r.chain === d.chain);
+  // The host's own rules: ours stand in for them, so they must not count as what the host does.
+  const rules = rs.rules.filter((r) => r.table === "filter" && r.chain === d.chain && !isOurs(r));
   // Accepts that gate new connections: their source/interface limits are what the port was open to.
   const gates = rules.filter((r) => r.target === "ACCEPT" && matchesPort(r, proto, d.field, port) && r.other.length === 0 && r.ctstate?.split(",").includes("NEW"));
   const newState = rules.filter((r) => matchesPort(r, proto, d.field, port) && r.ctstate?.split(",").includes("NEW"));
@@ -112,6 +113,9 @@ export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts)
         if (scopes.length === 0 && d.opens) {
           warnings.push(`${saveTool(family)}: port ${port} isn't accepted in ${d.chain} (${view.verdict.by}); its untracked packets stay dropped, as they were before`);
           continue;
+        }
+        if (!d.opens && d.chain === "INPUT" && scopes.length === 0) {
+          warnings.push(`${saveTool(family)}: INPUT now accepts untracked packets from source port ${port} (untracked replies to this host's own connections can't be told from unsolicited ones); use side: "server" if this host only serves port ${port}`);
         }
         const seen = new Set<string>();
         for (const g of scopes.length > 0 ? scopes : [undefined]) {

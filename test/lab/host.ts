@@ -74,7 +74,12 @@ export function runProcess(file: string, args: string[], options: ExecOptions = 
  * the host key against its known_hosts file. Resolves with the remote exit code.
  */
 export function sshExec(host: Omit<LabHost, "privateKey">, keyPath: string, command: string, options: ExecOptions = {}): Promise<ExecResult> {
-  const args = [
+  return runProcess("ssh", sshArgs(host, keyPath, command), { timeoutMs: 120_000, ...options });
+}
+
+/** The system ssh client's arguments for running `command` on a lab host with its key pinned. */
+export function sshArgs(host: Omit<LabHost, "privateKey">, keyPath: string, command: string): string[] {
+  return [
     "-F", "/dev/null",
     "-i", keyPath,
     "-p", String(host.port),
@@ -97,5 +102,4 @@ export function sshExec(host: Omit<LabHost, "privateKey">, keyPath: string, comm
     `${host.user}@${host.host}`,
     command,
   ];
-  return runProcess("ssh", args, { timeoutMs: 120_000, ...options });
 }

@@ -36,6 +36,11 @@ function lastJsonLine(stdout: string): HostJson {
   }
 }
 
+/** vm.sh's description of a booted VM: its SSH endpoint and key, and the host port forwarded to its port 80. */
+export async function vmHostJson(name: string): Promise<HostJson & { httpPort: number }> {
+  return (await readHostJson(name)) as HostJson & { httpPort: number };
+}
+
 async function readHostJson(name: string): Promise<HostJson> {
   checkName(name);
   const file = path.join(labDir(), "vm", name, "host.json");

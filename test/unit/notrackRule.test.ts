@@ -56,6 +56,13 @@ describe("NotrackRule planner", () => {
     expect(w.warnings).toContainEqual(expect.stringContaining('"-A INPUT -p tcp -m state --state NEW -m tcp --dport 80 -j ACCEPT" matches --state NEW on port 80'));
   });
 
+  it("wants the same once its own rules are in place (they don't count as the host's)", () => {
+    const w = want({ ports: [80] }, host(seed));
+    const applied = seed.replace("-A INPUT -i lo -j ACCEPT", Object.keys(w.claims).filter((k) => k.includes(":filter:INPUT:")).map((k) => `-A INPUT ${k.slice("rule:v4:filter:INPUT:".length).replace(" -j ", ' -m comment --comment "pulumi-conntrack" -j ')}`).join("\n") + "\n-A INPUT -i lo -j ACCEPT");
+    expect(Object.keys(want({ ports: [80] }, host(applied)).claims)).toEqual(Object.keys(w.claims));
+    expect(w.warnings).toContainEqual(expect.stringContaining('INPUT now accepts untracked packets from source port 80'));
+  });
+
   it("keeps the source and interface limits of the accept it stands in for: a port open to 10.0.0.0/8 stays closed to others", () => {
     const limited = seed.replace("-A INPUT -p tcp -m state --state NEW -m tcp --dport 80 -j ACCEPT", "-A INPUT -s 10.0.0.0/8 -i eth1 -p tcp -m state --state NEW -m tcp --dport 80 -j ACCEPT");
     const w = want({ ports: [80], side: "server" }, host(limited));

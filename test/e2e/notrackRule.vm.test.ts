@@ -1,0 +1,194 @@
+import { spawn } from "node:child_process";
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sshArgs, type LabHost } from "../lab/host";
+import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
+import { testStack, type TestStack } from "./harness";
+
+// The seed's second remedy on a real kernel, through the real pulumi CLI: a host whose INPUT
+// drops what it doesn't know, a server on port 80, a conntrack table of 16 entries, and 40
+// connections from outside the VM, first without the rule, then with it.
+const vmName = "e2e-notrack";
+let vm: LabHost;
+let httpPort: number;
+let stack: TestStack;
+
+async function sh(command: string): Promise<string> {
+  const r = await vmExec(vmName, command);
+  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/**
+ * iptables-save without its timestamps and counters, for comparing rulesets; and without tables
+ * that hold no rule and only ACCEPT policies: iptables can't remove a table once a rule made it
+ * exist (iptables-nft has no command for it; iptables-legacy keeps its module loaded), and such
+ * a table changes nothing.
+ */
+const ruleset = async () => {
+  const lines = (await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'")).split("\n");
+  const tables = lines.join("\n").split(/(?=^\*)/m);
+  return tables.filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
+};
+const savedFile = () => sh("cat /etc/iptables/rules.v4");
+const tableFullLines = async () => Number(await sh("dmesg | grep -c 'nf_conntrack: table full, dropping packet' || true"));
+
+// One process, many held connections: sshd under emulation can't greet 40 clients at once.
+// A client that gave up resets its connection: printing to it must not kill the server (SIGPIPE).
+const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my @held; while (my $c = $s->accept) { print $c "hello\\n"; $c->flush; push @held, $c; }\n';
+
+/** Opens `n` connections to the VM's port 80 from outside at once; counts those the server greeted. */
+async function load(n: number): Promise<{ ok: number; close(): void }> {
+  const sockets = Array.from({ length: n }, () => connect({ host: "127.0.0.1", port: httpPort }));
+  const greeted = await Promise.all(
+    sockets.map(
+      (s) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 20_000);
+          s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
+          s.on("error", () => { clearTimeout(timer); resolve(false); });
+        }),
+    ),
+  );
+  return { ok: greeted.filter(Boolean).length, close: () => sockets.forEach((s) => s.destroy()) };
+}
+
+/**
+ * Fills the conntrack table with established (assured) connections the kernel can't evict, over
+ * local connections to port 81, shrinks it to 16 entries, and runs the load from outside. All
+ * of it over one SSH session opened before the table fills (new SSH connections are dropped
+ * while it is full). Returns how many were greeted, the port-80 entries seen while they were
+ * held, and the kernel's "table full" lines logged meanwhile; then empties the table again.
+ */
+async function loadWithFullTable(): Promise<{ ok: number; logged: number }> {
+  const before = await tableFullLines();
+  const h = await vmHostJson(vmName);
+  const filler = "perl -e 'use IO::Socket::INET; my @c = map { IO::Socket::INET->new(q(127.0.0.1:81)) } 1..24; sleep 600' & f=$!";
+  const script = [
+    "conntrack -F >/dev/null 2>&1", filler, "sleep 2",
+    "sysctl -qw net.netfilter.nf_conntrack_max=16", "echo ready",
+    "read go",
+    "kill $f", "conntrack -F >/dev/null 2>&1", "sysctl -qw net.netfilter.nf_conntrack_max=4096", "echo done",
+  ].join("; ");
+  const child = spawn("ssh", sshArgs(h, h.privateKeyPath, script), { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  const saw = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => out.includes(text) && (clearInterval(timer), resolve()), 100);
+      child.on("close", () => { clearInterval(timer); if (out.includes(text)) resolve(); else reject(new Error(`held session ended before "${text}": ${out}`)); });
+    });
+  await saw("ready");
+  const result = await load(40);
+  child.stdin.write("go\n");
+  await saw("done");
+  result.close();
+  return { ok: result.ok, logged: (await tableFullLines()) - before };
+}
+
+/** Port-80 entries in the conntrack table while `n` connections from outside are held open. */
+async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
+  const held = await load(n);
+  try {
+    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
+  } finally {
+    held.close();
+  }
+}
+
+let originalRules: string;
+let originalFile: string;
+
+beforeAll(async () => {
+  vm = await bootVm(vmName);
+  httpPort = (await vmHostJson(vmName)).httpPort;
+  // The seed's host: SSH and established traffic accepted, port 80 opened for NEW connections, the rest dropped.
+  await sh([
+    "iptables -A INPUT -i lo -j ACCEPT",
+    "iptables -A INPUT -p tcp --dport 22 -j ACCEPT",
+    "iptables -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT",
+    "iptables -A INPUT -p tcp -m state --state NEW --dport 80 -j ACCEPT",
+    "iptables -P INPUT DROP",
+    "netfilter-persistent save >/dev/null 2>&1",
+    // (from a file: systemd-run would expand the script's $ signs)
+    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+    "systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80",
+    "systemd-run --quiet --unit pct-hello81 perl /root/hello.pl 81",
+  ].join(" && "));
+  originalRules = await ruleset();
+  originalFile = await savedFile();
+  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+  stack = await testStack("notrack-rule", {
+    hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true },
+    notrack: { value: JSON.stringify({ ports: [80] }) },
+  });
+});
+
+afterAll(async () => {
+  try {
+    await stack?.destroy().catch(() => undefined);
+    await stack?.dispose();
+  } finally {
+    await destroyVm(vmName);
+  }
+});
+
+describe("NotrackRule on a real kernel", () => {
+  it("without the rule, a full table drops every new connection to port 80 and the kernel says so", async () => {
+    const held = await trackedWhileHeld(5);
+    expect(held).toEqual({ ok: 5, tracked: 5 });
+    const { ok, logged } = await loadWithFullTable();
+    console.log(`[figure] without NotrackRule: ${ok}/40 greeted with a full table, ${logged} "table full" lines; ${held.tracked} of 5 held connections tracked`);
+    expect(ok).toBe(0);
+    expect(logged).toBeGreaterThan(0);
+  });
+
+  it("preview shows the rules to add and names the --state NEW rule that stops matching, changing nothing", async () => {
+    const t = Date.now();
+    const { stdout, changes } = await stack.preview();
+    console.log(`[figure] NotrackRule VM preview: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    expect(stdout).toMatch(/iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack\s*: "absent → present"/);
+    expect(stdout).toMatch(/iptables -t filter -A INPUT -p tcp --dport 80 -m conntrack --ctstate UNTRACKED -j ACCEPT\s*: "absent → present"/);
+    expect(stdout).toContain('"-A INPUT -p tcp -m state --state NEW -m tcp --dport 80 -j ACCEPT\\" matches --state NEW on port 80');
+    expect(await ruleset()).toBe(originalRules);
+  });
+
+  it("up adds the raw rules and the UNTRACKED accept together, and saves them", async () => {
+    const t = Date.now();
+    const { changes } = await stack.up();
+    console.log(`[figure] NotrackRule VM up: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    const live = await ruleset();
+    expect(live).toMatch(/^-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment "?pulumi-conntrack"? -j CT --notrack$/m);
+    expect(live.split("\n").findIndex((l) => l.includes("UNTRACKED"))).toBeLessThan(live.split("\n").findIndex((l) => l.includes("--dport 22")));
+    expect(await savedFile()).toContain("--ctstate UNTRACKED");
+    expect((await stack.up()).changes).toEqual({ same: 2 });
+  });
+
+  it("with the rule, every connection is greeted, none is tracked, and nothing is logged", async () => {
+    const held = await trackedWhileHeld(5);
+    expect(held).toEqual({ ok: 5, tracked: 0 });
+    const { ok, logged } = await loadWithFullTable();
+    console.log(`[figure] with NotrackRule: ${ok}/40 greeted with a full table, ${logged} "table full" lines; ${held.tracked} of 5 held connections tracked`);
+    expect(ok).toBe(40);
+    expect(logged).toBe(0);
+  });
+
+  it("the rules come back after a netfilter-persistent restart and after a reboot, and a preview is a no-op", async () => {
+    const withRules = await ruleset();
+    await sh("systemctl restart netfilter-persistent");
+    expect(await ruleset()).toBe(withRules);
+    await rebootVm(vmName);
+    expect(await ruleset()).toBe(withRules);
+    expect((await stack.preview()).changes).toEqual({ same: 2 });
+  });
+
+  it("destroy leaves the ruleset and the saved file as they were, but for a rule added by hand since", async () => {
+    await sh("iptables -A INPUT -p tcp --dport 8080 -j ACCEPT");
+    await stack.destroy();
+    const now = await ruleset();
+    expect(now.replace("-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\n", "")).toBe(originalRules);
+    expect(await savedFile()).toBe(originalFile);
+  });
+});
