@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionInput } from "./connection";
 import { StubbedResource } from "./internal/stub";
 
+/** The arguments of a {@link NotrackRule}. */
 export interface NotrackRuleArgs {
   /** How to reach the host. */
   connection: pulumi.Input<ConnectionInput>;
@@ -45,6 +46,11 @@ export class NotrackRule extends StubbedResource {
   /** Rules that stop matching, NAT that untracked packets skip, ports that stay closed. */
   declare public readonly warnings: pulumi.Output<string[]>;
 
+  /**
+   * @param name The resource's name; with the project and stack, it names this resource's rules in the host's ledger.
+   * @param args The host and the ports.
+   * @param opts Pulumi resource options.
+   */
   constructor(name: string, args: NotrackRuleArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...settings } = args;
     super("NotrackRule", name, connection, settings, [], opts);

@@ -13,7 +13,7 @@ import { testStack, type TestStack } from "./harness";
 const repo = resolve(import.meta.dirname, "..", "..");
 const examples = join(repo, "examples");
 const prefix = "pcex";
-const run = ["fleet", "local-host"];
+const run = ["fleet", "local-host", "notrack-rule"];
 const typeCheckedOnly: Record<string, string> = {
   "command-and-limits": "needs the @pulumi/command provider binary, which can't be built or fetched here (tsc -p tsconfig.json type-checks it)",
 };
@@ -36,7 +36,7 @@ async function example(name: string, config: Parameters<typeof testStack>[1]): P
 }
 
 beforeAll(async () => {
-  hosts = await startHosts(3, prefix);
+  hosts = await startHosts(4, prefix);
 });
 
 afterAll(async () => {
@@ -79,8 +79,33 @@ describe("examples", () => {
     expect(await ownFiles(h)).toBe("");
   });
 
+  it("notrack-rule: up adds the raw rules and the UNTRACKED accept, destroy takes exactly them out", async () => {
+    const h = hosts[3];
+    inNs(h, "sh", "-c", "iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -A INPUT -p tcp -m state --state NEW --dport 80 -j ACCEPT && iptables -P INPUT DROP");
+    const before = inNs(h, "iptables", "-S");
+    const stack = await example("notrack-rule", {
+      host: { value: h.host },
+      port: { value: String(h.port) },
+      hostKey: { value: h.hostKey },
+      privateKey: { value: h.privateKey, secret: true },
+      ports: { value: JSON.stringify([80]) },
+      persist: { value: "false" },
+    });
+    const { changes, outputs } = await stack.up();
+    expect(changes).toMatchObject({ create: 2 });
+    expect(Object.keys(outputs.rules as object).sort()).toEqual([
+      "iptables -t filter -A INPUT -p tcp --dport 80 -m conntrack --ctstate UNTRACKED -j ACCEPT",
+      "iptables -t raw -A OUTPUT -p tcp --sport 80 -j CT --notrack",
+      "iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack",
+    ]);
+    expect(inNs(h, "iptables", "-t", "raw", "-S")).toContain("--dport 80 -m comment --comment pulumi-conntrack -j CT --notrack");
+    await stack.destroy();
+    expect(inNs(h, "iptables", "-S")).toBe(before);
+    expect(inNs(h, "iptables", "-t", "raw", "-S")).not.toContain("pulumi-conntrack");
+  });
+
   it("fleet: one ConntrackLimits per host from stack config, all set by up and restored by destroy", async () => {
-    const fleet = hosts.slice(1);
+    const fleet = hosts.slice(1, 3);
     const before = fleet.map(timeouts);
     const stack = await example("fleet", {
       hosts: { value: JSON.stringify(fleet.map((h, i) => ({ name: `web-${i + 1}`, host: h.host, port: h.port, hostKey: h.hostKey }))) },
