@@ -127,6 +127,19 @@ describe("the ownership ledger through pulumi", () => {
     await s.destroy();
   });
 
+  it("a file that can't be written stops the change before any kernel value moves", async () => {
+    const h = hosts[4];
+    expect((await hostExec(h, "mount -t tmpfs -o ro pct-ro /etc/sysctl.d")).code).toBe(0);
+    const s = await stackOn(h, { timeouts: { tcpEstablished: 1800 } });
+    const err = String(await s.up().then(() => undefined, (e: Error) => e));
+    expect(err).toContain(`root@${h.host}:22: apply ConntrackLimits: step "write /etc/sysctl.d/90-pulumi-conntrack.conf" failed`);
+    expect(err).toContain("Read-only file system");
+    expect(sysctl(h, "tcp_timeout_established")).toBe("432000");
+    expect(await ours(h)).toBe("");
+    expect((await hostExec(h, "umount /etc/sysctl.d")).code).toBe(0);
+    await s.destroy();
+  });
+
   it("persist: false works on a host with RHEL's iptables-config, and leaves that file as it was", async () => {
     const h = hosts[4];
     const config = '# RHEL-style\nIPTABLES_MODULES_UNLOAD="yes"\n#IPTABLES_SYSCTL_LOAD_LIST=".nf_conntrack .bridge-nf"\n';
