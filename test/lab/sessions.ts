@@ -2,7 +2,7 @@
 // operation. Everything here acts only on the lab's own state directory and on processes found
 // from it: a host's sshd listener (its pid file) and that listener's per-connection children. The
 // listener itself is never touched.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { LabHost } from "./host";
 
@@ -63,7 +63,10 @@ const cmdlineOf = (pid: number): string => {
 /** The per-connection sshd processes of the host: children of its listener. */
 export function sessionProcesses(h: LabHost): number[] {
   const listener = Number(readFileSync(join(hostDir(h), "sshd.pid"), "utf8").trim());
-  if (commOf(listener) !== "sshd") throw new Error(`${h.name}: pid ${listener} from sshd.pid is not sshd`);
+  // Only ever the host's own sshd: named so, and living in the host's network namespace.
+  if (commOf(listener) !== "sshd" || statSync(`/proc/${listener}/ns/net`).ino !== statSync(`/run/netns/${h.name}`).ino) {
+    throw new Error(`${h.name}: pid ${listener} from sshd.pid is not this host's sshd`);
+  }
   return childrenOf(listener).filter((pid) => commOf(pid) === "sshd");
 }
 
@@ -73,28 +76,31 @@ export function commandsRunning(h: LabHost): number {
 }
 
 /**
- * A connection to the host is still in its handshake or authentication: OpenSSH titles a session
- * "sshd: USER@notty" only once it is authenticated ("[accepted]", "root [priv]" and the re-exec'd
- * "sshd ... -R" before that).
+ * A connection to the host is in its key exchange: sshd has sent its greeting and titles the
+ * process "sshd: [accepted]" until the client asks to log in ("sshd: root [priv]"), which can only
+ * come after the exchange, so a drop now always lands before the connection is ready.
  */
-export function handshakeRunning(h: LabHost): boolean {
-  return sessionProcesses(h).some((pid) => !cmdlineOf(pid).includes("@"));
+export function keyExchangeRunning(h: LabHost): boolean {
+  return sessionProcesses(h).some((pid) => cmdlineOf(pid) === "sshd: [accepted]");
 }
 
 /**
  * Ends every SSH session of the host with SIGKILL, as the OOM killer or a crash would: the kernel
  * closes the TCP connections. Commands already started stay (as they would on a real host).
+ * Returns the process titles it ended, which tell how far each connection had got.
  */
-export function dropSessions(h: LabHost): number[] {
-  const pids = sessionProcesses(h);
-  for (const pid of pids) {
+export function dropSessions(h: LabHost): string[] {
+  const ended: string[] = [];
+  for (const pid of sessionProcesses(h)) {
+    const title = cmdlineOf(pid);
     try {
       process.kill(pid, "SIGKILL");
+      ended.push(title.replace(/^\/usr\/sbin\/sshd .* -R$/, "sshd -R (re-exec)"));
     } catch {
       /* already gone */
     }
   }
-  return pids;
+  return ended;
 }
 
 /** When to drop a host's sessions, counting SSH commands from the start of the operation. */
@@ -103,7 +109,7 @@ export type DropPoint =
   | { during: number }
   /** once the n-th command has finished and before the next starts: the connection is idle */
   | { idleAfter: number }
-  /** while a connection to the host is being opened (after sshd accepted it, before it is authenticated) */
+  /** while a connection to the host is being opened (in its key exchange) */
   | { connecting: true };
 
 export interface Drop {
@@ -116,7 +122,8 @@ export interface Landed {
   point: DropPoint;
   /** The command count when the sessions were dropped. */
   atCommand: number;
-  killed: number;
+  /** Titles of the sshd processes ended ("sshd: [accepted]", "sshd: root@notty", ...). */
+  ended: string[];
 }
 
 /** Watches the hosts and drops sessions at the given points until stopped; returns what landed. */
@@ -130,10 +137,10 @@ export function scheduleDrops(drops: Drop[]): { stop(): Promise<Landed[]> } {
       for (const d of [...pending]) {
         const n = commandCount(d.host) - base.get(d.host.name)!;
         const p = d.point;
-        const due = "during" in p ? n >= p.during : "idleAfter" in p ? n === p.idleAfter && commandsRunning(d.host) === 0 : handshakeRunning(d.host);
+        const due = "during" in p ? n >= p.during : "idleAfter" in p ? n === p.idleAfter && commandsRunning(d.host) === 0 : keyExchangeRunning(d.host);
         if (!due) continue;
         pending.delete(d);
-        landed.push({ host: d.host.name, point: d.point, atCommand: n, killed: dropSessions(d.host).length });
+        landed.push({ host: d.host.name, point: d.point, atCommand: n, ended: dropSessions(d.host) });
       }
       // A handshake on loopback lasts ~30 ms: poll often enough to land inside one.
       await new Promise((r) => setTimeout(r, 2));
