@@ -110,14 +110,14 @@ describe(`SSH sessions dropped in the middle of operations on ${count} namespace
   });
 
   it("an up whose reads, applies and verifies lose their sessions fails within the bound; the next up converges", async () => {
-    // Commands per host in a first up: 1 check's read, 2-4 a's read, apply, verify; 5 b's check
-    // read (a's apply dropped the cached facts); 6-8 b's read, apply, verify. The engine stops
-    // starting resources after the first failure unless told to go on: go on, so every drop lands.
+    // Commands per host in a first up: 1 the check's read, 2-4 a's read, apply, verify (which
+    // refills the facts b's check reads), 5-7 b's read, apply, verify. The engine stops starting
+    // resources after the first failure unless told to go on: go on, so every drop lands.
     const points = [
       { during: 2, resource: "a", step: "read conntrack facts" },
       { during: 3, resource: "a", step: "apply conntrack limits" },
       { during: 4, resource: "a", step: "read conntrack facts" },
-      { during: 7, resource: "b", step: "apply conntrack limits" },
+      { during: 6, resource: "b", step: "apply conntrack limits" },
     ];
     const { outcome, landed } = await withDrops("up", points.map(({ during }, i) => ({ host: hosts[i], point: { during } })), { continueOnError: true });
     expectBoundedAndExplained(outcome, landed);
