@@ -114,9 +114,9 @@ export class Connection {
           });
           opened.end(stdin);
         });
-      } catch (err) {
+      } catch {
         // ssh2 throws "Not connected" when the socket is already gone, before any event said so.
-        this.lose((err as Error).message);
+        this.lose("it had already closed");
       }
     });
   }
