@@ -10,8 +10,8 @@ export interface Relay {
 }
 
 /**
- * Relays 127.0.0.1:<port> to `to`. The first `cut` connections are closed (both sides) as soon as
- * the server has sent something: the client has seen sshd's greeting, the handshake is under way.
+ * Relays 127.0.0.1:<port> to `to`. The first `cut` connections are closed (both sides) right after
+ * the server's first bytes reach the client: it has seen sshd's greeting, the handshake is under way.
  */
 export async function startRelay(to: { host: string; port: number }, cut: number): Promise<Relay> {
   let accepted = 0;
@@ -27,11 +27,10 @@ export async function startRelay(to: { host: string; port: number }, cut: number
     }
     client.pipe(upstream);
     upstream.on("data", (chunk: Buffer) => {
-      client.write(chunk);
-      if (cutThis) {
-        client.destroy();
-        upstream.destroy();
-      }
+      if (!cutThis) return void client.write(chunk);
+      // end, not destroy: the greeting arrives before the FIN (a reset could discard it unread).
+      client.end(chunk);
+      upstream.destroy();
     });
     upstream.on("end", () => client.end());
   });
