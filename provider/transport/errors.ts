@@ -9,6 +9,8 @@ export type FailureLayer =
   | "protocol"
   | "sudo"
   | "command"
+  /** An open connection closed or broke under a call (the call may have run on the host). */
+  | "disconnected"
   | "verify";
 
 /** An error that names the host, what failed and, where known, how to fix it. */

@@ -3,7 +3,8 @@ import type { HostTarget } from "./target";
 
 /**
  * Connections live for the whole provider process (one Pulumi operation): every resource on a
- * host shares one TCP connection, and changes to a host run one at a time.
+ * host shares one TCP connection, and changes to a host run one at a time. A connection leaves
+ * the pool the moment it closes or breaks, so the next call on that host dials a new one.
  */
 const sessions = new Map<string, Promise<SshSession>>();
 const locks = new Map<string, Promise<unknown>>();
@@ -11,16 +12,29 @@ const locks = new Map<string, Promise<unknown>>();
 /** How many connections this process opened per host (for tests and benchmarks). */
 export const connectionsOpened = new Map<string, number>();
 
+/** The open connection behind each settled pool entry, so a dead one is never handed out. */
+const opened = new Map<string, SshSession>();
+
 export function session(target: HostTarget): Promise<SshSession> {
-  let s = sessions.get(target.key);
-  if (!s) {
-    connectionsOpened.set(target.key, (connectionsOpened.get(target.key) ?? 0) + 1);
-    s = openSession(target);
-    // A failed dial is not cached: the next resource on this host tries again.
-    s.catch(() => sessions.delete(target.key));
-    sessions.set(target.key, s);
-  }
-  return s;
+  const pooled = sessions.get(target.key);
+  // `gone` removes a lost connection a microtask later; a call in between must not get it either.
+  // The pooled connection runs this caller's calls with this caller's settings (commandTimeout).
+  if (pooled && opened.get(target.key)?.alive !== false) return pooled.then((open) => open.for(target));
+  connectionsOpened.set(target.key, (connectionsOpened.get(target.key) ?? 0) + 1);
+  const opening = openSession(target);
+  const forget = () => {
+    if (sessions.get(target.key) !== opening) return;
+    sessions.delete(target.key);
+    opened.delete(target.key);
+  };
+  // A failed dial is not cached either: the next resource on this host tries again.
+  opening.then((open) => {
+    if (sessions.get(target.key) === opening) opened.set(target.key, open);
+    return open.gone.then(forget);
+  }, forget);
+  sessions.set(target.key, opening);
+  opened.delete(target.key);
+  return opening;
 }
 
 /** Runs `work` while holding this process's lock for the host; the remote scripts add a flock. */
@@ -34,6 +48,7 @@ export function withHostLock<T>(target: HostTarget, work: () => Promise<T>): Pro
 export async function closeAll(): Promise<void> {
   const open = [...sessions.values()];
   sessions.clear();
+  opened.clear();
   for (const s of open) {
     try { (await s).close(); } catch { /* a failed dial has nothing to close */ }
   }

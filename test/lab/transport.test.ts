@@ -6,6 +6,8 @@ import { closeAll, connectionsOpened, session } from "../../provider/transport/p
 import { connectionSchema } from "../../sdk/connection";
 import { toTarget } from "../../provider/transport/target";
 import { hostExec, startHosts, stopHosts, type LabHost } from "./netns";
+import { startRelay } from "./relay";
+import { commandsRunning, dropSessions, sessionProcesses } from "./sessions";
 
 // Real sshd in network namespaces: authentication, host keys, retries and pooling, measured from
 // the host's side where it matters (SYN counters in the namespace, not our own bookkeeping).
@@ -16,7 +18,8 @@ beforeAll(async () => {
   hosts = await startHosts(2, prefix);
 });
 afterAll(async () => {
-  await closeAll();
+  // A transport that never settles must not keep the lab up: give closing 10 s, then remove the hosts.
+  await Promise.race([closeAll(), new Promise((r) => setTimeout(r, 10_000))]);
   await stopHosts(prefix);
 });
 
@@ -164,4 +167,112 @@ describe("credentials stay out of errors", () => {
     expect(err.message).not.toContain("hunter2-secret");
     expect(err.message).not.toContain(key.split("\n")[1]);
   });
+});
+
+describe("connections that drop or hang (issue 13)", () => {
+  const secondsSince = (t: number) => (Date.now() - t) / 1000;
+  /** Old transports waited forever here: fail the test instead, so its cleanup still runs. */
+  const within = <T>(ms: number, p: Promise<T>): Promise<T> =>
+    Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms / 1000} s`)), ms))]);
+  const until = async (what: string, ok: () => boolean) => {
+    const end = Date.now() + 5000;
+    while (!ok()) {
+      if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it("fails every call pending on a connection the moment it drops, naming host and step; the next call dials again", async () => {
+    const h = hosts[0];
+    const t = targetFor(h);
+    const s = await session(t);
+    const calls = [s.run("sleep 30", "sleep one"), s.run("sleep 30", "sleep two")].map(expectHostError);
+    await until("both commands run", () => commandsRunning(h) >= 2);
+    const dropped = Date.now();
+    expect(dropSessions(h)).toContain("sshd: root@notty");
+    const [one, two] = await within(5000, Promise.all(calls));
+    expect(secondsSince(dropped)).toBeLessThan(1);
+    for (const [err, what] of [[one, "sleep one"], [two, "sleep two"]] as const) {
+      expect(err.layer).toBe("disconnected");
+      expect(err.message).toMatch(new RegExp(`^root@${h.host.replace(/\./g, "\\.")}:22: connection to ${h.host.replace(/\./g, "\\.")} closed while running "${what}" \\(.+\\)\\. Fix: run the operation again`));
+    }
+    expect(s.alive).toBe(false);
+    const opened = connectionsOpened.get(t.key)!;
+    const again = await session(t);
+    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    expect((await again.run("echo ok", "echo")).stdout).toBe("ok\n");
+  }, 20_000);
+
+  it("gives up on a channel the host never opens when commandTimeout runs out, and dials again", async () => {
+    const h = hosts[1];
+    const t = targetFor(h, { commandTimeout: 2 });
+    const s = await session(t);
+    await s.run("true", "warm up");
+    // A frozen sshd session (a host thrashing, a stopped VM) accepts bytes but answers nothing.
+    const frozen = sessionProcesses(h);
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    try {
+      const started = Date.now();
+      const [first, second] = await within(8000, Promise.all([s.run("true", "first"), s.run("true", "second")].map(expectHostError)));
+      expect(secondsSince(started)).toBeGreaterThanOrEqual(1.9);
+      expect(secondsSince(started)).toBeLessThan(3);
+      expect(first.layer).toBe("timeout");
+      expect(first.message).toContain(`root@${h.host}:22: "first" could not start within 2 s: the host did not answer on its SSH connection`);
+      expect(["timeout", "disconnected"]).toContain(second.layer);
+      expect(second.message).toContain('"second"');
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGKILL");
+    }
+    expect(s.alive).toBe(false);
+    const opened = connectionsOpened.get(t.key)!;
+    const again = await session(t);
+    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    expect((await again.run("echo ok", "echo")).stdout).toBe("ok\n");
+  }, 20_000);
+
+  it("stops a command that outlives commandTimeout, and the connection stays usable", async () => {
+    // The pooled connection was opened with the default 120 s: this caller's 1 s applies to its calls.
+    const t = targetFor(hosts[0], { commandTimeout: 1 });
+    const opened = connectionsOpened.get(t.key);
+    const s = await session(t);
+    expect(connectionsOpened.get(t.key)).toBe(opened);
+    const err = await within(8000, expectHostError(s.run("sleep 5", "slow step")));
+    expect(err.layer).toBe("timeout");
+    expect(err.message).toContain('"slow step" did not finish within 1 s');
+    expect(s.alive).toBe(true);
+    expect((await s.run("echo ok", "echo")).stdout).toBe("ok\n");
+  }, 20_000);
+
+  it("rejects a command killed by a signal, naming the signal, instead of an empty exit -1", async () => {
+    const s = await session(targetFor(hosts[0]));
+    const err = await within(8000, expectHostError(s.run("echo about to go >&2; kill -TERM $$", "kill itself")));
+    expect(err.layer).toBe("command");
+    expect(err.message).toContain(`root@${hosts[0].host}:22: "kill itself" was killed by SIGTERM before it finished; its last words: about to go`);
+  }, 20_000);
+
+  it("dials again when a connection drops in the middle of the SSH handshake", async () => {
+    const relay = await startRelay({ host: hosts[0].host, port: 22 }, 1);
+    try {
+      const started = Date.now();
+      const s = await within(10_000, session(targetFor(hosts[0], { host: "127.0.0.1", port: relay.port, dialErrorLimit: 3, perDialTimeout: 5 })));
+      expect(relay.accepted).toBe(2);
+      expect(secondsSince(started)).toBeLessThan(5);
+      expect((await s.run("hostname", "hostname")).stdout.trim()).toBe(hosts[0].name);
+    } finally {
+      await relay.close();
+    }
+  }, 30_000);
+
+  it("gives up within dialErrorLimit tries when every handshake is cut", async () => {
+    const relay = await startRelay({ host: hosts[0].host, port: 22 }, Infinity);
+    try {
+      const started = Date.now();
+      const err = await within(20_000, expectHostError(session(targetFor(hosts[0], { host: "127.0.0.1", port: relay.port, dialErrorLimit: 3, perDialTimeout: 5 }))));
+      expect(err.message).toContain("unreachable after 3 tries (the connection closed during the SSH handshake)");
+      expect(relay.accepted).toBe(3);
+      expect(secondsSince(started)).toBeLessThan(3 * 5);
+    } finally {
+      await relay.close();
+    }
+  }, 30_000);
 });

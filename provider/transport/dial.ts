@@ -1,0 +1,165 @@
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { Client, type ConnectConfig } from "ssh2";
+import { HostError, type FailureLayer } from "./errors";
+import { judgeHostKey, type HostKeyVerdict } from "./hostKeys";
+import type { Hop } from "./target";
+
+// curve25519 first: OpenSSH's default sntrup761 hybrid costs ~55 ms of client CPU per handshake,
+// which dominates a fleet-wide preview.
+const preferredKex = [
+  "curve25519-sha256",
+  "curve25519-sha256@libssh.org",
+  "ecdh-sha2-nistp256",
+  "ecdh-sha2-nistp384",
+  "ecdh-sha2-nistp521",
+  "diffie-hellman-group-exchange-sha256",
+  "diffie-hellman-group14-sha256",
+] as const;
+
+/**
+ * A connection that stops answering without closing (a dead route, a frozen host) is found by
+ * keepalives within interval × count, and fails every call on it then, instead of each call
+ * waiting for its own deadline.
+ */
+export const keepalive = { intervalMs: 15_000, countMax: 3 };
+
+function classify(err: Error & { level?: string; code?: string }): FailureLayer {
+  if (err.level === "client-authentication") return "authentication";
+  if (err.level === "client-timeout") return "timeout";
+  if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") return "dns";
+  if (err.level === "client-socket" || err.code) return "connect";
+  return "protocol";
+}
+
+function knownHostsText(): string {
+  const files = [join(homedir(), ".ssh", "known_hosts"), "/etc/ssh/ssh_known_hosts"];
+  return files.map((f) => { try { return readFileSync(f, "utf8"); } catch { return ""; } }).join("\n");
+}
+
+function hostKeyError(label: string, hop: Hop, verdict: Exclude<HostKeyVerdict, { ok: true }>): HostError {
+  if (verdict.reason === "changed") {
+    return new HostError(label, "hostkey", `host key changed: the host presented ${verdict.presented}, expected ${verdict.expected!.join(" or ")}`,
+      "if the host was really reinstalled, update connection.hostKey or known_hosts; otherwise someone may be intercepting the connection");
+  }
+  if (verdict.reason === "revoked") return new HostError(label, "hostkey", `host key ${verdict.presented} is marked @revoked in known_hosts`);
+  return new HostError(label, "hostkey", `unknown host key ${verdict.presented} for ${hop.host}:${hop.port}`,
+    `check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass connection.hostKey = "${verdict.presented}" or add it to ~/.ssh/known_hosts`);
+}
+
+/** One connection attempt to one hop, over `sock` when tunnelled through a bastion. */
+function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let verdict: HostKeyVerdict = { ok: true };
+    let settled = false;
+    const fail = (err: HostError) => {
+      if (settled) return;
+      settled = true;
+      client.destroy();
+      reject(err);
+    };
+    const config: ConnectConfig = {
+      host: hop.host,
+      port: hop.port,
+      username: hop.user,
+      readyTimeout: hop.perDialTimeout * 1000,
+      keepaliveInterval: keepalive.intervalMs,
+      keepaliveCountMax: keepalive.countMax,
+      algorithms: { kex: [...preferredKex] },
+      tryKeyboard: hop.password !== undefined,
+      hostVerifier: (key: Buffer) => {
+        if (hop.insecureSkipHostKeyCheck) return true;
+        verdict = judgeHostKey(key, { pinned: hop.hostKey, knownHosts: hop.hostKey ? undefined : knownHostsText(), host: hop.host, port: hop.port });
+        return verdict.ok;
+      },
+    };
+    if (sock) config.sock = sock as ConnectConfig["sock"];
+    if (hop.privateKey) config.privateKey = hop.privateKey;
+    if (hop.privateKeyPassword) config.passphrase = hop.privateKeyPassword;
+    if (hop.password) config.password = hop.password;
+    const agent = hop.agentSocketPath ?? process.env.SSH_AUTH_SOCK;
+    if (agent) config.agent = agent;
+    if (!hop.privateKey && !hop.password && !agent) {
+      return reject(new HostError(label, "config", "no way to authenticate", "give connection.privateKey or password, or run an ssh-agent (SSH_AUTH_SOCK)"));
+    }
+    if (hop.password) {
+      client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => finish(prompts.map(() => hop.password!)));
+    }
+    client.once("ready", () => {
+      if (settled) return;
+      settled = true;
+      resolve(client);
+    });
+    // Kept after "ready" too: an "error" event with no listener would crash the provider process.
+    client.on("error", (err: Error & { level?: string; code?: string }) => {
+      if (settled) return;
+      if (!verdict.ok) return fail(hostKeyError(label, hop, verdict));
+      const layer = classify(err);
+      if (layer === "authentication") {
+        const tried = [hop.privateKey && "privateKey", hop.password && "password", agent && "agent"].filter(Boolean).join(", ");
+        return fail(new HostError(label, layer, `authentication failed for user ${hop.user} (tried ${tried})`, "check connection.user and that the key or password is authorized on the host"));
+      }
+      fail(new HostError(label, layer, err.message.replace(/\s+/g, " ")));
+    });
+    // ssh2 stops its ready timer when the socket closes and reports no error once the server's
+    // greeting was seen: without this, a connection dropped mid-handshake would be waited on forever.
+    client.once("close", () => fail(new HostError(label, "connect", "the connection closed during the SSH handshake")));
+    try {
+      client.connect(config);
+    } catch (err) {
+      // ssh2 throws synchronously for unreadable keys; its message never contains the key.
+      fail(new HostError(label, "config", `bad credentials: ${(err as Error).message}`, "check connection.privateKey and privateKeyPassword"));
+    }
+  });
+}
+
+const retryable: ReadonlySet<FailureLayer> = new Set(["connect", "timeout", "dns", "protocol"]);
+
+/**
+ * Dials one hop, retrying connection-level failures up to dialErrorLimit times: at most
+ * dialErrorLimit × perDialTimeout in all (plus opening the tunnel, bounded the same way).
+ */
+export async function dial(label: string, hop: Hop, tunnel?: () => Promise<NodeJS.ReadableStream>): Promise<Client> {
+  let last: HostError | undefined;
+  for (let attempt = 1; attempt <= hop.dialErrorLimit; attempt++) {
+    const started = Date.now();
+    try {
+      return await dialOnce(label, hop, tunnel ? await tunnel() : undefined);
+    } catch (err) {
+      if (!(err instanceof HostError) || !retryable.has(err.layer)) throw err;
+      last = err;
+      // A refused connection fails at once: wait a little, within this attempt's time budget.
+      const spare = hop.perDialTimeout * 1000 - (Date.now() - started);
+      if (attempt < hop.dialErrorLimit && spare > 0) await new Promise((r) => setTimeout(r, Math.min(500, spare)));
+    }
+  }
+  throw new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
+    "check that the host is up and that sshd listens on that address and port");
+}
+
+/** A tunnel to `host:port` through an open bastion connection, given up after `timeoutMs`. */
+export function forward(bastion: Client, label: string, via: string, host: string, port: number, timeoutMs: number): Promise<NodeJS.ReadableStream> {
+  return new Promise((resolve, reject) => {
+    const fail = (detail: string) => reject(new HostError(label, "connect", `bastion ${via} could not reach the host: ${detail}`));
+    const timer = setTimeout(() => fail(`no answer within ${timeoutMs / 1000} s`), timeoutMs);
+    const onClose = () => fail("the bastion connection closed");
+    bastion.once("close", onClose);
+    const done = () => {
+      clearTimeout(timer);
+      bastion.removeListener("close", onClose);
+    };
+    try {
+      bastion.forwardOut("127.0.0.1", 0, host, port, (err, stream) => {
+        done();
+        if (err) fail(err.message);
+        else resolve(stream);
+      });
+    } catch (err) {
+      // ssh2 throws when the bastion's socket is already gone.
+      done();
+      fail((err as Error).message);
+    }
+  });
+}
