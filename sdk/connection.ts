@@ -42,7 +42,7 @@ export interface Connection {
   };
   /** Accept any host key. For disposable labs only. Default false. */
   insecureSkipHostKeyCheck?: boolean;
-  /** Seconds one remote command may run before it is abandoned. Default 120. */
+  /** Seconds one remote command may take, opening its channel included, before it is abandoned. Default 120. */
   commandTimeout?: number;
 }
 

@@ -20,18 +20,26 @@ function lockScript(waitSeconds: number, leaseSeconds: number): string {
   ].join("\n");
 }
 
-/** Runs `work` holding this host's lock, in this process (one resource at a time) and on the host. */
-export function withHostTransaction<T>(target: HostTarget, work: () => Promise<T>): Promise<T> {
+/**
+ * Runs `work` holding this host's lock, in this process (one resource at a time) and on the host.
+ * `work` gets a guard to call before each change: it throws once the connection that holds the
+ * lock is gone (the host has released the lock then, and another run may be changing the host).
+ */
+export function withHostTransaction<T>(target: HostTarget, work: (stillLocked: () => void) => Promise<T>): Promise<T> {
   return withHostLock(target, async () => {
     const wait = target.commandTimeout;
     const lease = target.commandTimeout * 3;
-    const held = await (await session(target)).hold(lockScript(wait, lease), "take the host lock", ready, (wait + 15) * 1000).catch((err: unknown) => {
+    const holder = await session(target);
+    const held = await holder.hold(lockScript(wait, lease), "take the host lock", ready, (wait + 15) * 1000).catch((err: unknown) => {
       if (err instanceof HostError) throw err;
       throw new HostError(target.label, "command", `taking the host lock: ${(err as Error).message}`);
     });
+    const stillLocked = () => {
+      if (!holder.alive) throw new HostError(target.label, "disconnected", "the connection that held the host lock closed, so the host released it; nothing more was changed", "run pulumi up again");
+    };
     let release = true;
     try {
-      return await work();
+      return await work(stillLocked);
     } catch (err) {
       // A step that timed out may still be running on the host: keep the lock until this
       // connection ends or the lease runs out, so no other change starts beside it.

@@ -60,12 +60,12 @@ export interface Converged {
  * "leave": release everything this owner holds (destroy). A failed first apply is rolled back.
  */
 export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, options: { rollback: boolean; view?: FactsView }): Promise<Converged> {
-  return withHostTransaction(target, async () => {
+  return withHostTransaction(target, async (stillLocked) => {
     try {
-      return await convergeLocked(kind, target, owner, settings, options.view ?? asIs);
+      return await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked);
     } catch (err) {
       if (options.rollback && settings !== undefined) {
-        await convergeLocked(kind, target, owner, undefined, asIs).catch((rollbackErr: Error) => {
+        await convergeLocked(kind, target, owner, undefined, asIs, stillLocked).catch((rollbackErr: Error) => {
           throw new HostError(target.label, "command", `${(err as Error).message}; rolling back also failed: ${rollbackErr.message}`);
         });
       }
@@ -74,12 +74,13 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
   });
 }
 
-async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView): Promise<Converged> {
+async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Converged> {
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
   let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts);
   refuseBlocked(target, wanted);
   if (wanted.prepare.length > 0) {
+    stillLocked();
     await runSteps(target, `prepare ${kind.type}`, wanted.prepare);
     seen = await read();
     wanted = kind.want(settings!, seen.facts);
@@ -90,6 +91,7 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
   refuseConflicts(target, kind.type, plan);
   const removeExtra = seen.removeFiles.filter((p) => seen.facts.files[p] !== undefined);
   if (hasWork(plan) || removeExtra.length > 0) {
+    stillLocked();
     await runSteps(target, `apply ${kind.type}`, applySteps(seen.facts, plan, removeExtra));
   }
   // Verify from a fresh read: the host must hold the change (a kernel may round or refuse).
