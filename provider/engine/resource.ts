@@ -68,7 +68,7 @@ export function labelOf(type: string, props: Pick<BaseInputs, "owner" | "scope">
 
 function describe<S>(spec: ResourceSpec<S>, plan: HostPlan, wanted: Wanted, facts: HostFacts): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const step of wanted.prepare) if (!step.optional) out[step.name] = "first";
+  for (const step of wanted.prepare) if (!step.optional) out[step.name] = "before the values";
   for (const c of plan.changes) out[spec.display(c.item)] = `${c.from ?? "(absent)"} → ${c.to ?? "(absent)"}`;
   if (wanted.prepare.length > 0) {
     for (const [key, claim] of Object.entries(wanted.claims)) if (liveValue(key, facts) === undefined) out[spec.display(key)] = `(module not loaded) → ${claim.value}`;
