@@ -1,8 +1,8 @@
 import { conntrackLimitsKind } from "./conntrackLimits/provider";
 import { notrackRuleKind } from "./notrackRule/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
-import { readers, type FactName } from "./facts/host";
-import { batchScript, type FactReader } from "./facts/reader";
+import { readerList, type FactName } from "./facts/host";
+import { batchScript } from "./facts/reader";
 import { openSession } from "./transport/ssh";
 import { parseTarget, toTarget, type HostTarget, type StoredConnection } from "./transport/target";
 
@@ -45,9 +45,6 @@ interface PendingRead {
 
 const reads = new Map<string, PendingRead[]>();
 
-export function readerList(names: Iterable<FactName>): FactReader<unknown>[] {
-  return [...new Set(names)].sort().map((n) => ({ ...readers[n], name: n }) as FactReader<unknown>);
-}
 
 async function readHost(target: HostTarget, names: FactName[]): Promise<Prefetched> {
   return slot(async () => {

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import type { HostFacts } from "../facts/host";
-import { ledgerFormat, type Ledger } from "../engine/ledger";
-import { ledgerPath, renderLedger } from "../engine/ledger";
+import { ledgerFormat, ledgerPath, renderLedger, type Ledger } from "../engine/ledger";
 import type { FactsView } from "../engine/transaction";
 import { currentLedger } from "../engine/plan";
 import { hasToken, iptablesConfigPath } from "../persistence/iptablesConfig";

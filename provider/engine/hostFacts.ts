@@ -1,5 +1,5 @@
-import { readers, type FactName, type HostFacts } from "../facts/host";
-import { batchScript, parseBatch, type FactReader } from "../facts/reader";
+import { readerList, type FactName, type HostFacts } from "../facts/host";
+import { batchScript, parseBatch } from "../facts/reader";
 import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
@@ -9,8 +9,7 @@ export const alwaysRead: FactName[] = ["system", "files"];
 
 /** Reads the named facts of one host in one round trip. Never changes the host. */
 export async function readHostFacts(target: HostTarget, names: FactName[]): Promise<HostFacts> {
-  const wanted = [...new Set([...alwaysRead, ...names])].sort();
-  const chosen = wanted.map((n) => ({ ...readers[n], name: n }) as FactReader<unknown>);
+  const chosen = readerList([...alwaysRead, ...names]);
   const result = await (await session(target)).run(batchScript(chosen), "read host facts");
   if (result.code !== 0) {
     throw new HostError(target.label, "command", `reading the host's facts failed (exit ${result.code}): ${result.stderr.trim() || "(no message on stderr)"}`);
@@ -58,7 +57,7 @@ function remember(target: HostTarget, names: FactName[], facts: Promise<HostFact
 
 /** Keeps facts the program process read for this preview (the output of batchScript over `names`). */
 export function seedPreviewFacts(target: HostTarget, names: FactName[], output: string): HostFacts {
-  const chosen = names.map((n) => ({ ...readers[n], name: n }) as FactReader<unknown>);
+  const chosen = readerList(names);
   let facts: HostFacts;
   try {
     facts = parseBatch(output, chosen) as HostFacts;

@@ -21,3 +21,8 @@ export type FactName = keyof typeof readers;
 
 /** What the readers found on one host; a resource reads only the facts it asked for. */
 export type HostFacts = { [K in FactName]: ReturnType<(typeof readers)[K]["parse"]> };
+
+/** The readers for `names`, each under its fact name, once each and in a stable order. */
+export function readerList(names: Iterable<FactName>): FactReader<unknown>[] {
+  return [...new Set(names)].sort().map((n) => ({ ...readers[n], name: n }) as FactReader<unknown>);
+}

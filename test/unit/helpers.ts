@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readers, type HostFacts } from "../../provider/facts/host";
-import { parseBatch, type FactReader } from "../../provider/facts/reader";
+import { readerList, readers, type FactName, type HostFacts } from "../../provider/facts/host";
+import { parseBatch } from "../../provider/facts/reader";
 
 export function fixture(name: string): string {
   return readFileSync(join(import.meta.dirname, "..", "fixtures", name), "utf8");
 }
 
-const allReaders = Object.entries(readers).map(([name, r]) => ({ ...r, name }) as FactReader<unknown>);
+const allReaders = readerList(Object.keys(readers) as FactName[]);
 
 /** Facts parsed from output captured on a lab host (test/fixtures/host-facts, see its README). */
 export function facts(name: string): HostFacts {
