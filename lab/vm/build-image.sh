@@ -101,7 +101,9 @@ virtio_pci
 virtio_blk
 EOF
 
-# --- 3. kernel, iptables-persistent ----------------------------------------------------------------
+# --- 3. kernel, iptables-persistent, and the other firewalls' packages -----------------------------
+# nftables and firewalld are installed but disabled: a test that needs a host whose firewall is
+# native nftables or firewalld enables it (firewalld conflicts with netfilter-persistent's unit).
 # iptables-persistent's postinst would save the *current* rules if these answers were true; in a
 # chroot "current" means the build host's rules.
 cat >"$ROOT/tmp/preseed" <<'EOF'
@@ -111,7 +113,7 @@ EOF
 in_root debconf-set-selections /tmp/preseed
 rm -f "$ROOT/tmp/preseed"
 mount -t proc proc "$ROOT/proc"
-in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 iptables-persistent >&2
+in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 iptables-persistent nftables firewalld >&2
 umount "$ROOT/proc"
 in_root apt-get clean
 rm -rf "$ROOT"/var/lib/apt/lists/*
@@ -156,6 +158,7 @@ Storage=volatile
 RuntimeMaxUse=32M
 EOF
 in_root systemctl enable netfilter-persistent.service >&2
+in_root systemctl disable firewalld.service nftables.service >&2
 
 # Drivers udev would autoload for the emulated machine (-cpu max has svm/vmx; i440fx has IDE) that
 # only cost boot time under emulation.
