@@ -14,6 +14,8 @@ export const conntrackLimitsKind: ResourceKind<ConntrackLimitsSettings> = {
   facts: [...conntrackLimitsFacts],
   backends: [sysctlDBackend, modprobeDBackend, udevRuleBackend(sysctlDBackend.path)],
   want: wantConntrackLimits,
+  // The values live in the module: unloading it resets them.
+  intents: (_settings, facts) => ({ needs: [`module ${facts.conntrackModule.name}`], removes: [] }),
 };
 
 /** Preview of a 0.1 resource that hasn't moved to the ledger: only live values can differ. */

@@ -5,6 +5,7 @@ import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
 import { parseTarget, toTarget, type HostTarget } from "../transport/target";
+import { declareIntents } from "./hostIntents";
 import { previewFacts, seedPreviewFacts, type Prefetched } from "./hostFacts";
 import { liveValue } from "./items";
 import { ledgerPath } from "./ledger";
@@ -142,6 +143,8 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       const wanted = kind.want(settings.data, facts);
       if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       const label = labelOf(kind.type, news);
+      const clashes = kind.intents ? declareIntents(target.key, label, kind.intents(settings.data, facts)) : [];
+      if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
       const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
       const mine = ownersLabelled(currentLedger(facts), labels);
       let plan = mine.length === 0 ? spec.legacy?.preview(settings.data, facts, news, target) : undefined;

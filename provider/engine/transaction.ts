@@ -4,6 +4,7 @@ import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
+import type { Intents } from "./hostIntents";
 import { withHostTransaction } from "./hostLock";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
@@ -27,6 +28,8 @@ export interface ResourceKind<S> {
   facts: FactName[];
   backends: FileBackend[];
   want(settings: S, facts: HostFacts): Wanted;
+  /** What it needs left in place on the host or takes away, for clashes with other resources there. */
+  intents?(settings: S, facts: HostFacts): Intents;
 }
 
 export interface Owner {

@@ -9,6 +9,11 @@ export const notrackRuleKind: ResourceKind<NotrackRuleSettings> = {
   facts: [...notrackRuleFacts],
   backends: [rulesV4Backend, rulesV6Backend],
   want: wantNotrackRule,
+  // The CT target needs conntrack loaded; persisted rules need the service that restores them.
+  intents: (settings, facts) => ({
+    needs: ["module nf_conntrack", ...(settings.persist && facts.iptables.netfilterPersistent ? ["service netfilter-persistent"] : [])],
+    removes: [],
+  }),
 };
 
 /** "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack" → "iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack". */

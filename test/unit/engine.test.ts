@@ -1,3 +1,4 @@
+import { declareIntents } from "../../provider/engine/hostIntents";
 import { describe, expect, it } from "vitest";
 import type { HostFacts } from "../../provider/facts/host";
 import { checkOutcome, renderScript, run, writeFile, writeValue } from "../../provider/engine/commands";
@@ -100,5 +101,23 @@ describe("command layer", () => {
     const err = (() => { try { checkOutcome("root@h:22", "apply ConntrackLimits", { stdout: "", stderr, code: 1 }); } catch (e) { return e as HostError; } })();
     expect(err).toBeInstanceOf(HostError);
     expect(err!.message).toBe('root@h:22: apply ConntrackLimits: step "set net.x to 5" failed (exit 2): sh: 1: cannot create /proc/sys/net/x: Permission denied');
+  });
+});
+
+describe("declareIntents", () => {
+  it("names both resources when one removes what another on the same host needs, in either order", () => {
+    expect(declareIntents("h1:22", "p/s/ConntrackLimits/web", { needs: ["module nf_conntrack"], removes: [] })).toEqual([]);
+    expect(declareIntents("h1:22", "p/s/KernelModuleSet/bare", { needs: [], removes: ["module nf_conntrack", "module xt_CT"] })).toEqual([
+      "p/s/KernelModuleSet/bare removes module nf_conntrack, which p/s/ConntrackLimits/web needs",
+    ]);
+    expect(declareIntents("h1:22", "p/s/NotrackRule/http", { needs: ["module nf_conntrack", "service netfilter-persistent"], removes: [] })).toEqual([
+      "p/s/KernelModuleSet/bare removes module nf_conntrack, which p/s/NotrackRule/http needs",
+    ]);
+  });
+
+  it("keeps hosts apart, and a resource never clashes with itself", () => {
+    expect(declareIntents("h2:22", "p/s/ConntrackLimits/web", { needs: ["module nf_conntrack"], removes: [] })).toEqual([]);
+    expect(declareIntents("h3:22", "p/s/KernelModuleSet/bare", { needs: [], removes: ["module nf_conntrack"] })).toEqual([]);
+    expect(declareIntents("h3:22", "p/s/KernelModuleSet/bare", { needs: ["module nf_conntrack"], removes: ["module nf_conntrack"] })).toEqual([]);
   });
 });
