@@ -3,3 +3,5 @@ export { ConntrackLimits } from "./conntrackLimits";
 export type { ConntrackLimitsArgs, ConntrackTimeouts } from "./conntrackLimits";
 export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
+export { getConntrackStatus, getConntrackStatusOutput } from "./getConntrackStatus";
+export type { ConntrackStatus, GetConntrackStatusArgs, GetConntrackStatusOutputArgs } from "./getConntrackStatus";
