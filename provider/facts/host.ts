@@ -1,5 +1,4 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
-import { conntrackStatusReader } from "./conntrackStatus";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import type { FactReader } from "./reader";
@@ -16,7 +15,6 @@ export const readers = {
   modprobeOptions: modprobeOptionsReader,
   files: filesReader,
   iptables: iptablesReader,
-  conntrackStatus: conntrackStatusReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;
