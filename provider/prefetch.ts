@@ -1,5 +1,8 @@
 import { conntrackLimitsKind } from "./conntrackLimits/provider";
 import { notrackRuleKind } from "./notrackRule/provider";
+import type { ZodType } from "zod";
+import { conntrackLimitsSettingsSchema } from "../sdk/conntrackLimits.schema";
+import { notrackRuleSettingsSchema } from "../sdk/notrackRule.schema";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
@@ -88,14 +91,19 @@ export function prefetchFacts(stored: StoredConnection, names: FactName[]): Prom
   return read.result;
 }
 
-/** What each resource type reads, for prefetching by type name from the program. */
-const factsByType: Record<string, FactName[]> = {
-  [conntrackLimitsKind.type]: conntrackLimitsKind.facts,
-  [notrackRuleKind.type]: notrackRuleKind.facts,
+/** What each resource type reads, and the schema of its settings, for prefetching by type name from the program. */
+const byType: Record<string, { facts: FactName[]; schema: ZodType }> = {
+  [conntrackLimitsKind.type]: { facts: conntrackLimitsKind.facts, schema: conntrackLimitsSettingsSchema },
+  [notrackRuleKind.type]: { facts: notrackRuleKind.facts, schema: notrackRuleSettingsSchema },
 };
 
-export async function prefetchFor(resourceType: string, stored: StoredConnection, preview: boolean): Promise<Prefetched | undefined> {
-  const names = factsByType[resourceType];
-  const read = names ? await prefetchFacts(stored, [...alwaysRead, ...names]) : undefined;
+/**
+ * Reads the host for one resource, unless its settings are bad: then `check` refuses them before
+ * anything, this read included, reaches the host.
+ */
+export async function prefetchFor(resourceType: string, stored: StoredConnection, preview: boolean, settings: unknown): Promise<Prefetched | undefined> {
+  const type = byType[resourceType];
+  if (!type || !type.schema.safeParse(settings).success) return undefined;
+  const read = await prefetchFacts(stored, [...alwaysRead, ...type.facts]);
   return read && { ...read, preview };
 }

@@ -60,6 +60,8 @@ export interface ResourceSpec<S> {
 }
 
 const transients = ["prefetched", "plan", "warnings"] as const;
+/** The inputs every resource of this package carries besides its settings (see BaseInputs). */
+const baseFields = new Set(["resourceType", "owner", "scope", "connection", "credentials", "__provider", ...transients]);
 
 /**
  * What `check` found about each resource in this run, for `diff` (the engine calls both in one
@@ -123,6 +125,10 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
     async check(olds, news) {
       const failures: pulumi.dynamic.CheckFailure[] = [];
       if (typeof news.owner !== "string" || news.owner === "") failures.push({ property: "owner", reason: "owner (the resource name) is required" });
+      // A misspelt argument would otherwise be dropped without a word (JavaScript programs aren't type-checked).
+      for (const k of Object.keys(news)) {
+        if (!spec.settingFields.includes(k) && !baseFields.has(k)) failures.push({ property: k, reason: `${kind.type} has no argument ${k}; it takes ${spec.settingFields.join(", ")} and connection` });
+      }
       const settingsKnown = !spec.settingFields.some((f) => containsUnknown(news[f]));
       const settings = settingsKnown ? spec.schema.safeParse(pick(news)) : undefined;
       if (settings && !settings.success) failures.push(...failuresOf(settings.error));

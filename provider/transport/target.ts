@@ -26,7 +26,9 @@ export function parseTarget(stored: StoredConnection) {
   const creds = stored.credentials ?? {};
   const pub = { ...(stored.connection ?? {}) } as Record<string, unknown>;
   const merged: Record<string, unknown> = { ...pub, ...definedOnly(creds, ["password", "privateKey", "privateKeyPassword"]) };
-  if (creds.sudoPassword) merged.sudo = { password: creds.sudoPassword };
+  // An empty secret is kept, so the schema refuses it: dropping it would turn an empty sudo
+  // password into passwordless sudo, and an empty password into key authentication.
+  if (creds.sudoPassword !== undefined && creds.sudoPassword !== null) merged.sudo = { password: creds.sudoPassword };
   if (pub.proxy && typeof pub.proxy === "object") merged.proxy = { ...(pub.proxy as object), ...definedOnly(creds.proxy ?? {}, ["password", "privateKey", "privateKeyPassword"]) };
   return connectionSchema.safeParse(merged);
 }
@@ -47,7 +49,7 @@ function definedOnly(source: object, keys: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     const v = (source as Record<string, unknown>)[k];
-    if (v !== undefined && v !== null && v !== "") out[k] = v;
+    if (v !== undefined && v !== null) out[k] = v;
   }
   return out;
 }

@@ -7,14 +7,15 @@ import type { Credentials } from "./connectionInputs";
  * becomes an input that `check` plans from and drops; `preview` tells it whether this run is a
  * preview (show the plan) or the update that follows (decide same or update). While the
  * connection is unknown there is nothing to read. The reading code is loaded only when needed,
- * at run time, so importing the SDK never loads SSH code.
+ * at run time, so importing the SDK never loads SSH code. Bad settings are never read for: `check`
+ * refuses them before anything reaches the host.
  */
-export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>): pulumi.Output<unknown> {
+export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>, settings: pulumi.Inputs): pulumi.Output<unknown> {
   const preview = pulumi.runtime.isDryRun();
-  const facts = pulumi.all([connection, credentials]).apply(([c, creds]) => {
+  const facts = pulumi.all([connection, credentials, pulumi.output(settings)]).apply(([c, creds, s]) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean): Promise<unknown> };
-    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview);
+    const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean, settings: unknown): Promise<unknown> };
+    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview, s);
   });
   // The host's output holds no credential; keep it from being marked secret with them.
   return pulumi.unsecret(facts);

@@ -33,7 +33,7 @@ export abstract class StubbedResource extends pulumi.CustomResource {
       scope: `${pulumi.getProject()}/${pulumi.getStack()}`,
       connection,
       credentials,
-      prefetched: prefetchedFacts(type, connection, credentials),
+      prefetched: prefetchedFacts(type, connection, credentials, settings),
       resourceType: type,
       __provider: providerStub,
     };

@@ -176,7 +176,7 @@ describe("NotrackRule on a real kernel", () => {
     expect(status.count).toBeGreaterThan(0);
     expect(status.usage).toBeCloseTo((status.count as number) / 4096, 6);
     expect(status.drop).toBeGreaterThan(0);
-    expect(status.tableFullMessages.length).toBeGreaterThan(0);
+    expect((status.tableFullMessages as string[]).length).toBeGreaterThan(0);
     expect((status.tableFullMessages as string[]).every((l) => l.includes("nf_conntrack: table full, dropping packet"))).toBe(true);
   });
 
