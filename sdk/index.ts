@@ -3,3 +3,5 @@ export { ConntrackLimits } from "./conntrackLimits";
 export type { ConntrackLimitsArgs, ConntrackTimeouts } from "./conntrackLimits";
 export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
+export { FirewallState } from "./firewallState";
+export type { FirewallStateArgs } from "./firewallState";
