@@ -44,6 +44,16 @@ function greeted(): Promise<boolean> {
 /** The netfilter-persistent host: port 80 dropped by the saved rules, plus a rule added live and never saved. */
 const savedRules = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", "-A INPUT -p tcp -m tcp --dport 80 -j DROP", "COMMIT", ""].join("\n");
 
+/** Polls `read` until `done` holds for its result (firewalld applies its rules a moment after its unit is up), up to 30 s. */
+async function eventually<T>(read: () => Promise<T>, done: (got: T) => boolean): Promise<T> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const got = await read();
+    if (done(got) || Date.now() > end) return got;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   const t = Date.now();
   const r = await work();
@@ -134,8 +144,9 @@ describe("FirewallState on firewalld", () => {
 
   it("a host turned to firewalld (netfilter-persistent off first: they conflict) drops port 80", async () => {
     await sh("systemctl disable --now netfilter-persistent && iptables -F && iptables -t nat -F && systemctl enable --now firewalld");
-    before = { unit: await unitState("firewalld"), tables: await tables() };
+    before = { unit: await unitState("firewalld"), tables: "" };
     expect(before.unit).toEqual({ active: "active", enabled: "enabled" });
+    before.tables = await eventually(tables, (t) => t.includes("table inet firewalld"));
     expect(before.tables).toContain("table inet firewalld");
     expect(await greeted()).toBe(false);
   });
@@ -155,7 +166,7 @@ describe("FirewallState on firewalld", () => {
   it("destroy brings firewalld back, running and enabled, with its tables", async () => {
     await timed("FirewallState destroy (restore firewalld)", () => stack.destroy());
     expect(await unitState("firewalld")).toEqual(before.unit);
-    expect(await tables()).toBe(before.tables);
+    expect(await eventually(tables, (t) => t === before.tables)).toBe(before.tables);
     expect(await greeted()).toBe(false);
   });
 });
