@@ -2,6 +2,7 @@ import { pipeInto, removeFile, run, writeFile, type Step } from "./commands";
 import { firewallUnits, type FirewallUnit, type NftTable } from "../facts/firewalls";
 import type { HostFacts } from "../facts/host";
 import { parseRuleset } from "../facts/iptablesRules";
+import { ledgerPath, parseLedger } from "./ledger";
 import { iptablesFamiliesOf, nftTablesOf, restoreTool, runningState, savedPath, type Family } from "../facts/firewallRules";
 
 /**
@@ -67,14 +68,17 @@ function savedNftTables(text: string): NftTable[] {
 function stopSteps(unit: FirewallUnit, facts: HostFacts, keep: boolean): Step[] {
   const steps: Step[] = [];
   const tables = nftTablesOf(unit, facts);
+  // The first stop (no owner yet) keeps what it found, replacing any copy a failed run left; a
+  // later one (someone started it by hand since) keeps the first copy: destroy restores what was
+  // there before the first owner came.
+  const first = parseLedger(facts.files[ledgerPath] ?? "").items[`service-running:${unit}`] === undefined;
+  const keepCopy = (path: string, text: string): Step[] => {
+    if (text.trim() !== "") return first || facts.files[path] === undefined ? writeFile(path, text, "0600") : [];
+    return first && facts.files[path] !== undefined ? [removeFile(path)] : [];
+  };
   if (keep) {
-    for (const f of iptablesFamiliesOf(unit)) {
-      const path = savedPath(unit, f);
-      if (facts.files[path] === undefined && saveText(facts, f).trim() !== "") steps.push(...writeFile(path, saveText(facts, f), "0600"));
-    }
-    if (unit === "nftables" && facts.files[savedPath(unit, "nft")] === undefined && tables.length > 0) {
-      steps.push(...writeFile(savedPath(unit, "nft"), tables.map((t) => t.text).join(""), "0600"));
-    }
+    for (const f of iptablesFamiliesOf(unit)) steps.push(...keepCopy(savedPath(unit, f), saveText(facts, f)));
+    if (unit === "nftables") steps.push(...keepCopy(savedPath(unit, "nft"), tables.map((t) => t.text).join("")));
   }
   steps.push(run(`stop ${unit}.service`, "systemctl", "stop", `${unit}.service`));
   // nftables.service's own stop flushes the whole ruleset; a stopped one's iptables rules are someone else's.

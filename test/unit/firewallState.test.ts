@@ -202,3 +202,21 @@ describe("service items", () => {
     expect(nftReplaceInput([t])).toBe("table inet filter\ndelete table inet filter\ntable inet filter {\n}\n");
   });
 });
+
+describe("the copy a stop keeps", () => {
+  const path = "/var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4";
+  const names = (steps: Array<{ name: string }>) => steps.map((s) => s.name);
+  const stale = host("debian12-default", dropPort80, { [path]: "*filter\n-A INPUT -j DROP\nCOMMIT\n" });
+
+  it("the first stop replaces a copy a failed run left behind", () => {
+    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], stale))).toContain(`write ${path}`);
+    const empty = { ...stale, iptables: { ...stale.iptables, v4: "" } };
+    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], empty))).toContain(`remove ${path}`);
+  });
+
+  it("a later stop (started by hand since) keeps the first copy: destroy restores what was there before the first owner", () => {
+    const ledger = { format: 1 as const, items: { "service-running:netfilter-persistent": { original: "running", owners: { o: { value: "stopped", persist: false, label: "p/s/FirewallState/fw" } } } } };
+    const again = { ...stale, files: { ...stale.files, [ledgerPath]: renderLedger(ledger) } };
+    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], again))).toEqual(["stop netfilter-persistent.service", "flush the iptables rules netfilter-persistent loaded"]);
+  });
+});
