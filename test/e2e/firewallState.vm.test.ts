@@ -100,7 +100,7 @@ describe("FirewallState on netfilter-persistent", () => {
 
   it("preview shows live → desired for running and enabled, changing nothing", async () => {
     const { stdout, changes } = await timed("FirewallState preview", () => stack.preview());
-    expect(changes).toMatchObject({ create: 1 });
+    expect(changes).toMatchObject({ create: 2 }) // the stack and the FirewallState;
     expect(stdout).toMatch(/netfilter-persistent running\s*: "running → stopped"/);
     expect(stdout).toMatch(/netfilter-persistent at boot\s*: "enabled → disabled"/);
     expect(await ruleset()).toBe(before.rules);
@@ -109,12 +109,12 @@ describe("FirewallState on netfilter-persistent", () => {
 
   it("up stops and disables it: its rules are gone and port 80 passes; a second up changes nothing", async () => {
     const { changes } = await timed("FirewallState up (stop netfilter-persistent)", () => stack.up());
-    expect(changes).toMatchObject({ create: 1 });
+    expect(changes).toMatchObject({ create: 2 }) // the stack and the FirewallState;
     expect(await unitState("netfilter-persistent")).toEqual({ active: "inactive", enabled: "disabled" });
     expect(await rules()).toEqual([]);
     expect(await greeted()).toBe(true);
     expect(await sh("cat /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4")).toContain("--dport 8080 -j ACCEPT");
-    expect((await stack.up()).changes).toEqual({ same: 1 });
+    expect((await stack.up()).changes).toEqual({ same: 2 });
   });
 
   it("destroy brings back the service as found and every rule, also the one never saved", async () => {
@@ -160,7 +160,7 @@ describe("FirewallState on firewalld", () => {
     expect(await unitState("firewalld")).toEqual({ active: "inactive", enabled: "disabled" });
     expect(await tables()).not.toContain("firewalld");
     expect(await greeted()).toBe(true);
-    expect((await stack.up()).changes).toEqual({ same: 1 });
+    expect((await stack.up()).changes).toEqual({ same: 2 });
   });
 
   it("destroy brings firewalld back, running and enabled, with its tables", async () => {
