@@ -100,7 +100,7 @@ describe("FirewallState on netfilter-persistent", () => {
 
   it("preview shows live → desired for running and enabled, changing nothing", async () => {
     const { stdout, changes } = await timed("FirewallState preview", () => stack.preview());
-    expect(changes).toMatchObject({ create: 2 }) // the stack and the FirewallState;
+    expect(changes).toMatchObject({ create: 2 }); // the stack and the FirewallState
     expect(stdout).toMatch(/netfilter-persistent running\s*: "running → stopped"/);
     expect(stdout).toMatch(/netfilter-persistent at boot\s*: "enabled → disabled"/);
     expect(await ruleset()).toBe(before.rules);
@@ -109,7 +109,7 @@ describe("FirewallState on netfilter-persistent", () => {
 
   it("up stops and disables it: its rules are gone and port 80 passes; a second up changes nothing", async () => {
     const { changes } = await timed("FirewallState up (stop netfilter-persistent)", () => stack.up());
-    expect(changes).toMatchObject({ create: 2 }) // the stack and the FirewallState;
+    expect(changes).toMatchObject({ create: 2 }); // the stack and the FirewallState
     expect(await unitState("netfilter-persistent")).toEqual({ active: "inactive", enabled: "disabled" });
     expect(await rules()).toEqual([]);
     expect(await greeted()).toBe(true);
