@@ -12,13 +12,13 @@ import { iptablesFamiliesOf, nftTablesOf, restoreTool, runningState, savedPath, 
  * - "service-enabled:netfilter-persistent": systemd's UnitFileState ("enabled", "disabled", "masked").
  * A stop keeps the rules it takes away in /var/lib/pulumi-conntrack/firewall-UNIT.{v4,v6,nft},
  * and a start puts them back, so a destroy restores even live rules that were never saved.
- * Both drivers have `revert`: the lockout guard's steps that put every unit back as the facts
- * read before the change found it.
+ * Both drivers have `revert` (engine/lockoutGuard.ts): steps that put each changed unit back as
+ * the facts read before the change found it, its rules and the copies kept of them included.
  */
 export interface RevertingDriver {
   live(name: string, facts: HostFacts): string | null | undefined;
   set(changes: Array<{ name: string; to: string | null }>, facts: HostFacts): Step[];
-  revert(facts: HostFacts): Step[];
+  revert(facts: HostFacts, changed: string[]): Step[];
 }
 
 function unitOf(name: string): FirewallUnit {
@@ -110,11 +110,16 @@ function startSteps(unit: FirewallUnit, facts: HostFacts, from: "saved" | "facts
 export const serviceRunning: RevertingDriver = {
   live: (name, facts) => runningState(unitOf(name), facts),
   set: (changes, facts) => changes.flatMap(({ name, to }) => (to === "stopped" ? stopSteps(unitOf(name), facts, true) : to === "running" ? startSteps(unitOf(name), facts, "saved") : [])),
-  revert: (facts) =>
-    firewallUnits.flatMap((unit) => {
-      if (facts.firewalls.units[unit]?.id !== `${unit}.service`) return []; // an alias follows its unit
+  revert: (facts, changed) =>
+    changed.map(unitOf).flatMap((unit) => {
       const found = runningState(unit, facts);
-      return found === "running" ? startSteps(unit, facts, "facts") : found === "stopped" ? stopSteps(unit, facts, false) : [];
+      const steps = found === "running" ? startSteps(unit, facts, "facts") : found === "stopped" ? stopSteps(unit, facts, false) : [];
+      // The copies a stop keeps (or a start consumed) go back as they were too.
+      for (const path of [...iptablesFamiliesOf(unit), "nft" as const].map((w) => savedPath(unit, w))) {
+        const before = facts.files[path];
+        steps.push(...(before === undefined ? [removeFile(path)] : writeFile(path, before, "0600")));
+      }
+      return steps;
     }),
 };
 
@@ -136,11 +141,9 @@ export const serviceEnabled: RevertingDriver = {
     return u?.exists ? u.enabled : undefined;
   },
   set: (changes, facts) => changes.flatMap(({ name, to }) => (to === null ? [] : enableSteps(unitOf(name), facts.firewalls.units[unitOf(name)]?.enabled, to))),
-  revert: (facts) =>
-    firewallUnits.flatMap((unit) => {
+  revert: (facts, changed) =>
+    changed.map(unitOf).flatMap((unit) => {
       const u = facts.firewalls.units[unit];
-      // An alias (Debian's iptables.service) follows its unit.
-      if (!u?.exists || u.id !== `${unit}.service` || !verbs[u.enabled]) return [];
-      return enableSteps(unit, undefined, u.enabled);
+      return u?.exists && verbs[u.enabled] ? enableSteps(unit, undefined, u.enabled) : [];
     }),
 };

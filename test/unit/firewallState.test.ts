@@ -4,6 +4,7 @@ import { firewallsReader, parseNftTables } from "../../provider/facts/firewalls"
 import type { HostFacts } from "../../provider/facts/host";
 import { declareIntents } from "../../provider/engine/hostIntents";
 import { liveValue } from "../../provider/engine/items";
+import { revertSteps } from "../../provider/engine/lockoutGuard";
 import { ledgerPath, renderLedger } from "../../provider/engine/ledger";
 import { planHost } from "../../provider/engine/plan";
 import { flushInput, nftReplaceInput, serviceEnabled, serviceRunning } from "../../provider/engine/serviceItems";
@@ -191,10 +192,23 @@ describe("service items", () => {
     expect(steps[1].shell).toContain(Buffer.from(dropPort80).toString("base64"));
   });
 
-  it("the lockout guard puts every unit back as found: netfilter-persistent running with its rules, firewalld stopped", () => {
-    expect(names(serviceRunning.revert(f))).toEqual(["stop firewalld.service", "start netfilter-persistent.service", "restore the iptables rules netfilter-persistent had", "stop nftables.service"]);
-    expect(names(serviceEnabled.revert(f))).toEqual(["disable firewalld.service", "enable netfilter-persistent.service", "disable nftables.service"]);
+  it("the lockout guard puts each changed unit back as found: netfilter-persistent running with its rules, firewalld stopped", () => {
+    expect(names(serviceRunning.revert(f, ["netfilter-persistent", "firewalld"]))).toEqual([
+      "start netfilter-persistent.service", "restore the iptables rules netfilter-persistent had",
+      "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v6", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.nft",
+      "stop firewalld.service", "remove /var/lib/pulumi-conntrack/firewall-firewalld.nft",
+    ]);
+    expect(names(serviceEnabled.revert(f, ["firewalld", "netfilter-persistent"]))).toEqual(["disable firewalld.service", "enable netfilter-persistent.service"]);
     expect(names(serviceEnabled.set([{ name: "firewalld", to: "enabled" }], f))).toEqual(["enable firewalld.service"]);
+  });
+
+  it("every FirewallState change runs under the lockout guard, whose revert starts the firewall with its rules again", () => {
+    const plan = planHost({ owner: "o", claims: claimsOf(want(stop, f), "p/s/FirewallState/fw"), facts: f, backends: [] });
+    const revert = names(revertSteps(f, plan) ?? []);
+    expect(revert).toContain("enable netfilter-persistent.service");
+    expect(revert).toContain("start netfilter-persistent.service");
+    expect(revert).toContain("restore the iptables rules netfilter-persistent had");
+    expect(revert).toContain(`remove ${ledgerPath}`);
   });
 
   it("nft tables come back whole: each replaced in one nft -f", () => {
