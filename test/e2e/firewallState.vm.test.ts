@@ -136,6 +136,14 @@ describe("FirewallState on netfilter-persistent", () => {
     expect(await unitState("netfilter-persistent")).toEqual(before.unit);
     await sh("iptables -t nat -D POSTROUTING -s 10.99.0.0/24 -j MASQUERADE");
   });
+
+  it("refuses, naming both, to stop the firewall a NotrackRule in the same program persists through", async () => {
+    await stack.setConfig({ notrack: { value: JSON.stringify({ ports: [80], side: "server" }) } });
+    const err = await stack.preview().then(() => undefined, (e: Error) => e);
+    await stack.stack.removeConfig("notrack");
+    expect(err?.message).toMatch(/FirewallState\/firewall removes service netfilter-persistent, which \S+\/NotrackRule\/notrack needs|NotrackRule\/notrack removes/);
+    expect(await ruleset()).toBe(before.rules);
+  });
 });
 
 describe("FirewallState on firewalld", () => {
