@@ -5,3 +5,5 @@ export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
 export { FirewallState } from "./firewallState";
 export type { FirewallStateArgs } from "./firewallState";
+export { getConntrackStatus, getConntrackStatusOutput } from "./getConntrackStatus";
+export type { ConntrackStatus, GetConntrackStatusArgs, GetConntrackStatusOutputArgs } from "./getConntrackStatus";
