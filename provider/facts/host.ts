@@ -1,6 +1,5 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
 import { firewallsReader } from "./firewalls";
-import { conntrackStatusReader } from "./conntrackStatus";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import type { FactReader } from "./reader";
@@ -18,7 +17,6 @@ export const readers = {
   files: filesReader,
   iptables: iptablesReader,
   firewalls: firewallsReader,
-  conntrackStatus: conntrackStatusReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;
