@@ -1,6 +1,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { conntrackLimitsProvider } from "./conntrackLimits/provider";
 import { notrackRuleProvider } from "./notrackRule/provider";
+import { firewallStateProvider } from "./firewallState/provider";
 
 /**
  * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
@@ -10,6 +11,7 @@ import { notrackRuleProvider } from "./notrackRule/provider";
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
   NotrackRule: notrackRuleProvider,
+  FirewallState: firewallStateProvider,
 };
 
 type Props = { resourceType?: string } | undefined;

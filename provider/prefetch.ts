@@ -2,7 +2,9 @@ import { conntrackLimitsKind } from "./conntrackLimits/provider";
 import { notrackRuleKind } from "./notrackRule/provider";
 import type { ZodType } from "zod";
 import { conntrackLimitsSettingsSchema } from "../sdk/conntrackLimits.schema";
+import { firewallStateSettingsSchema } from "../sdk/firewallState.schema";
 import { notrackRuleSettingsSchema } from "../sdk/notrackRule.schema";
+import { firewallStateKind } from "./firewallState/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
@@ -95,6 +97,7 @@ export function prefetchFacts(stored: StoredConnection, names: FactName[]): Prom
 const byType: Record<string, { facts: FactName[]; schema: ZodType }> = {
   [conntrackLimitsKind.type]: { facts: conntrackLimitsKind.facts, schema: conntrackLimitsSettingsSchema },
   [notrackRuleKind.type]: { facts: notrackRuleKind.facts, schema: notrackRuleSettingsSchema },
+  [firewallStateKind.type]: { facts: firewallStateKind.facts, schema: firewallStateSettingsSchema },
 };
 
 /**

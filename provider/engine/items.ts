@@ -2,6 +2,7 @@ import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
 import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
 import { pipeInto, writeFile, writeValue, type Step } from "./commands";
+import { serviceEnabled, serviceRunning } from "./serviceItems";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
@@ -146,7 +147,7 @@ const rule: ItemDriver = {
   },
 };
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule };
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, "service-running": serviceRunning, "service-enabled": serviceEnabled };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");

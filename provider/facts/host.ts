@@ -1,4 +1,5 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
+import { firewallsReader } from "./firewalls";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import type { FactReader } from "./reader";
@@ -15,6 +16,7 @@ export const readers = {
   modprobeOptions: modprobeOptionsReader,
   files: filesReader,
   iptables: iptablesReader,
+  firewalls: firewallsReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;
