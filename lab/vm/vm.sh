@@ -231,6 +231,8 @@ cmd_boot() {
       pick_port >"$dir/port80"
     done
     write_host_json "$dir" "$name"
+    # No descriptor of ours reaches qemu, which outlives this script: an inherited lock (flock(1)
+    # passes its fd on) would be held for as long as the VM runs.
     [[ -f $dir/console.log ]] && mv -f "$dir/console.log" "$dir/console.log.1"
     if err=$("$QEMU" \
       -name "pulumi-conntrack-$name,process=pulumi-conntrack-$name" \
@@ -245,7 +247,7 @@ cmd_boot() {
       -device virtio-rng-pci \
       -fw_cfg "name=opt/pulumi-conntrack/authorized_key,file=$CLIENT_KEY.pub" \
       -fw_cfg "name=opt/pulumi-conntrack/host_key,file=$dir/host_ed25519_key" \
-      -pidfile "$dir/qemu.pid" -daemonize 2>&1 6>&- 7>&- 8>&- 9>&-); then
+      -pidfile "$dir/qemu.pid" -daemonize 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-); then
       break
     fi
     if grep -qi 'host forwarding\|address already in use' <<<"$err" && ((attempt < 5)); then
