@@ -1,5 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { conntrackLimitsProvider } from "./conntrackLimits/provider";
+import { kernelModuleSetProvider } from "./kernelModuleSet/provider";
 import { notrackRuleProvider } from "./notrackRule/provider";
 
 /**
@@ -10,6 +11,7 @@ import { notrackRuleProvider } from "./notrackRule/provider";
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
   NotrackRule: notrackRuleProvider,
+  KernelModuleSet: kernelModuleSetProvider,
 };
 
 type Props = { resourceType?: string } | undefined;

@@ -1,5 +1,6 @@
 import { conntrackLimitsKind } from "./conntrackLimits/provider";
 import { notrackRuleKind } from "./notrackRule/provider";
+import { kernelModuleSetKind } from "./kernelModuleSet/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
@@ -92,6 +93,7 @@ export function prefetchFacts(stored: StoredConnection, names: FactName[]): Prom
 const factsByType: Record<string, FactName[]> = {
   [conntrackLimitsKind.type]: conntrackLimitsKind.facts,
   [notrackRuleKind.type]: notrackRuleKind.facts,
+  [kernelModuleSetKind.type]: kernelModuleSetKind.facts,
 };
 
 export async function prefetchFor(resourceType: string, stored: StoredConnection, preview: boolean): Promise<Prefetched | undefined> {

@@ -3,3 +3,5 @@ export { ConntrackLimits } from "./conntrackLimits";
 export type { ConntrackLimitsArgs, ConntrackTimeouts } from "./conntrackLimits";
 export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
+export { KernelModuleSet } from "./kernelModuleSet";
+export type { KernelModuleSetArgs } from "./kernelModuleSet";

@@ -2,6 +2,7 @@ import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
 import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
 import { pipeInto, writeFile, writeValue, type Step } from "./commands";
+import { moduleDriver } from "./moduleItems";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
@@ -9,7 +10,8 @@ import { pipeInto, writeFile, writeValue, type Step } from "./commands";
  * - "sysctl:net.netfilter.nf_conntrack_max": a sysctl;
  * - "param:nf_conntrack.hashsize": a module parameter under /sys/module;
  * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST;
- * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does.
+ * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does;
+ * - "module:nf_conntrack": a kernel module, "loaded" or "absent" (moduleItems.ts).
  * A live value of undefined means "can't be read now" (the module isn't loaded): nothing to
  * compare, and persistence applies the value when the module loads.
  */
@@ -126,7 +128,7 @@ const rule: ItemDriver = {
   },
 };
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule };
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, module: moduleDriver };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");
