@@ -89,16 +89,18 @@ export function wantKernelModuleSet(settings: KernelModuleSetSettings, facts: Ho
   }
   const forced = settings.force ? [...new Set([...holders, ...heldBefore])].sort() : [];
   const unloading = [...live, ...forced.filter((m) => k.loaded[m])];
+  const usedByRules = new Set<string>();
   for (const user of ruleUsers(facts.iptables, k)) {
     const hit = unloading.filter((m) => user.modules.has(m));
+    hit.forEach((m) => usedByRules.add(m));
     if (hit.length > 0) blockers.push(`${user.what} uses ${hit.join(", ")}: remove or change it first (this resource never removes rules)`);
   }
-  const ruleBlocked = blockers.length;
   for (const m of unloading) {
     const info = k.loaded[m];
     if (info.permanent) blockers.push(`${m} can't be unloaded: it was built without an unload function ([permanent] in /proc/modules)`);
     const others = info.refcount - info.holders.length;
-    if (others > 0 && blockers.length === ruleBlocked) {
+    // Users the ruleset explains are named above; the refcount tells of the others.
+    if (others > 0 && !usedByRules.has(m)) {
       blockers.push(`${m} is in use by ${others} user(s) other than modules (refcount ${info.refcount}, modules ${info.holders.length}): rules of nftables or another tool, or open sockets; find and remove them first`);
     }
   }
