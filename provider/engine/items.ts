@@ -22,6 +22,12 @@ export interface ItemDriver {
    * of one kind come at once, so a kind can apply them in one transaction (iptables-restore).
    */
   set(changes: Array<{ name: string; to: string | null }>, facts: HostFacts): Step[];
+  /**
+   * For a kind whose changes can cut traffic (SSH among it): steps that put every item of this
+   * kind back as `facts` (read before the apply) found it, `changed` being the names the apply
+   * changes. The lockout guard runs them on the host if the change locks us out.
+   */
+  revert?(facts: HostFacts, changed: string[]): Step[];
 }
 
 /** A driver whose items are set one by one. */
@@ -123,6 +129,20 @@ const rule: ItemDriver = {
       const tool = family === "v4" ? "iptables-restore" : "ip6tables-restore";
       const summary = [...byTable].map(([t, l]) => `${t} ${l.length}`).join(", ");
       steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, tool, "--noflush"));
+    }
+    return steps;
+  },
+  revert(facts, changed) {
+    const steps: Step[] = [];
+    for (const family of ["v4", "v6"] as const) {
+      const tables = new Set(changed.map(splitRule).filter((r) => r.family === family).map((r) => r.table));
+      if (tables.size === 0) continue;
+      const saved = family === "v4" ? facts.iptables.v4 : facts.iptables.v6;
+      // A table the dump lacks didn't exist: restoring it empty flushes what the apply put there.
+      const missing = [...tables].filter((t) => !saved.split("\n").includes(`*${t}`));
+      const input = saved + missing.map((t) => `*${t}\nCOMMIT\n`).join("");
+      const tool = family === "v4" ? "iptables-restore" : "ip6tables-restore";
+      steps.push(pipeInto(`put the ${family === "v4" ? "iptables" : "ip6tables"} rules back as they were`, input, tool));
     }
     return steps;
   },

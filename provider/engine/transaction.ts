@@ -6,6 +6,7 @@ import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
 import { withHostTransaction } from "./hostLock";
+import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
 import { readHostFacts } from "./hostFacts";
@@ -71,7 +72,9 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
     try {
       return await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked);
     } catch (err) {
-      if (options.rollback && settings !== undefined) {
+      // After a lockout the host has reverted by itself, and our connection may be gone.
+      const reverted = err instanceof HostError && err.layer === "lockout";
+      if (options.rollback && settings !== undefined && !reverted) {
         await convergeLocked(kind, target, owner, undefined, asIs, stillLocked).catch((rollbackErr: Error) => {
           throw new HostError(target.label, "command", `${(err as Error).message}; rolling back also failed: ${rollbackErr.message}`);
         });
@@ -99,7 +102,14 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
   const removeExtra = seen.removeFiles.filter((p) => seen.facts.files[p] !== undefined);
   if (hasWork(plan) || removeExtra.length > 0) {
     stillLocked();
-    await runSteps(target, `apply ${kind.type}`, applySteps(seen.facts, plan, removeExtra));
+    const { ledger, files, values, persist } = applySteps(seen.facts, plan, removeExtra);
+    const revert = revertSteps(seen.facts, plan);
+    if (revert) {
+      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert);
+      await runSteps(target, `persist ${kind.type}`, [...files, ...persist]);
+    } else {
+      await runSteps(target, `apply ${kind.type}`, [...ledger, ...files, ...values, ...persist]);
+    }
   }
   // Verify from a fresh read: the host must hold the change (a kernel may round or refuse).
   const after = await readHostFacts(target, kind.facts);
@@ -130,29 +140,34 @@ function refuseConflicts(target: HostTarget, type: string, plan: HostPlan): void
 /**
  * The order that keeps every failure recoverable: first the ledger with both the items being
  * claimed and those being released (so originals are on the host before anything changes, and
- * still there if we stop half way), then files, then live values, then the final ledger.
+ * still there if we stop half way), then files, then live values, then the final ledger. Under
+ * the lockout guard the live values come before the files (`persist`), which are written only
+ * once a new connection got in: a reboot before that boots into what was persisted before.
  */
-function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): Step[] {
-  const steps: Step[] = [];
+function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { ledger: Step[]; files: Step[]; values: Step[]; persist: Step[] } {
+  const ledger: Step[] = [];
+  const files: Step[] = [];
+  const values: Step[] = [];
+  const persist: Step[] = [];
   const before = currentLedger(facts);
   const union = { ...plan.ledger, items: { ...before.items, ...plan.ledger.items } };
   const finalLedger = plan.writeFiles[ledgerPath];
   const unionText = renderLedger(union);
-  if (Object.keys(union.items).length > 0 && unionText !== facts.files[ledgerPath]) steps.push(...writeFile(ledgerPath, unionText, "0600"));
-  for (const [path, content] of Object.entries(plan.writeFiles)) if (path !== ledgerPath) steps.push(...writeFile(path, content));
-  for (const path of [...plan.removeFiles.filter((p) => p !== ledgerPath), ...removeExtra]) steps.push(removeFile(path));
+  if (Object.keys(union.items).length > 0 && unionText !== facts.files[ledgerPath]) ledger.push(...writeFile(ledgerPath, unionText, "0600"));
+  for (const [path, content] of Object.entries(plan.writeFiles)) if (path !== ledgerPath) files.push(...writeFile(path, content));
+  for (const path of [...plan.removeFiles.filter((p) => p !== ledgerPath), ...removeExtra]) files.push(removeFile(path));
   // Changes come sorted by kind; each kind gets its changes at once.
   const byDriver = new Map<ItemDriver, Array<{ name: string; to: string | null }>>();
   for (const change of plan.changes) {
     const { driver, name } = driverOf(change.item);
     byDriver.set(driver, [...(byDriver.get(driver) ?? []), { name, to: change.to }]);
   }
-  for (const [driver, changes] of byDriver) steps.push(...driver.set(changes, facts));
-  if (finalLedger !== undefined && finalLedger !== unionText) steps.push(...writeFile(ledgerPath, finalLedger, "0600"));
-  if (plan.removeFiles.includes(ledgerPath)) steps.push(removeFile(ledgerPath), tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
+  for (const [driver, changes] of byDriver) values.push(...driver.set(changes, facts));
+  if (finalLedger !== undefined && finalLedger !== unionText) persist.push(...writeFile(ledgerPath, finalLedger, "0600"));
+  if (plan.removeFiles.includes(ledgerPath)) persist.push(removeFile(ledgerPath), tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
   const touchedUdev = [...Object.keys(plan.writeFiles), ...plan.removeFiles, ...removeExtra].some((p) => p.startsWith("/etc/udev/"));
-  if (touchedUdev && facts.system.udevadm) steps.push(tryRun("reload udev rules", "udevadm", "control", "--reload"));
-  return steps;
+  if (touchedUdev && facts.system.udevadm) persist.push(tryRun("reload udev rules", "udevadm", "control", "--reload"));
+  return { ledger, files, values, persist };
 }
 
 async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {

@@ -11,7 +11,9 @@ export type FailureLayer =
   | "command"
   /** An open connection closed or broke under a call (the call may have run on the host). */
   | "disconnected"
-  | "verify";
+  | "verify"
+  /** A change cut new SSH connections; the host's lockout guard reverted it. */
+  | "lockout";
 
 /** An error that names the host, what failed and, where known, how to fix it. */
 export class HostError extends Error {

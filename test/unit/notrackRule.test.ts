@@ -3,6 +3,7 @@ import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../../provider/facts/host";
 import { key, parseRule, parseRuleset, words } from "../../provider/facts/iptablesRules";
 import { planHost } from "../../provider/engine/plan";
+import { revertSteps } from "../../provider/engine/lockoutGuard";
 import { claimsOf } from "../../provider/engine/transaction";
 import { renderRulesFile } from "../../provider/persistence/netfilterPersistent";
 import { notrackRuleKind, ruleDisplay } from "../../provider/notrackRule/provider";
@@ -138,5 +139,27 @@ describe("netfilter-persistent rules files", () => {
     const created = renderRulesFile(undefined, ours)!;
     expect(created.startsWith("# pulumi-conntrack: created this file")).toBe(true);
     expect(renderRulesFile(created, [])).toBeUndefined();
+  });
+});
+
+describe("the lockout guard's revert", () => {
+  it("restores the ruleset found, flushes a table the apply created, and puts the files back", () => {
+    const f = host(seed);
+    const w = want({ ports: [80] }, f);
+    const plan = planHost({ owner: "o#1", claims: claimsOf(w, "p/s/NotrackRule/web"), facts: f, backends: notrackRuleKind.backends });
+    const steps = revertSteps(f, plan)!;
+    const restore = steps.find((s) => s.name === "put the iptables rules back as they were")!;
+    const input = Buffer.from(/printf %s '?([A-Za-z0-9+/=]+)'?/.exec(restore.shell)![1], "base64").toString();
+    // The seed's dump has no raw table: restoring it empty removes the notrack rules the apply adds.
+    expect(input).toBe(`${seed}*raw\nCOMMIT\n`);
+    expect(restore.shell).toMatch(/\| 'iptables-restore'$|\| iptables-restore$/);
+    expect(steps.map((s) => s.name)).toEqual(expect.arrayContaining(["remove /var/lib/pulumi-conntrack/ledger.json", "remove /etc/iptables/rules.v4"]));
+    expect(steps.findIndex((s) => s === restore)).toBe(0);
+  });
+
+  it("has nothing to guard when no rule changes", () => {
+    const f = host(seed);
+    const plan = planHost({ owner: "o#1", claims: {}, facts: f, backends: notrackRuleKind.backends });
+    expect(revertSteps(f, plan)).toBeUndefined();
   });
 });

@@ -1,0 +1,114 @@
+import { randomBytes } from "node:crypto";
+import type { HostFacts } from "../facts/host";
+import { HostError } from "../transport/errors";
+import { session } from "../transport/pool";
+import { openSession } from "../transport/ssh";
+import type { HostTarget } from "../transport/target";
+import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step, type StepsOutcome } from "./commands";
+import { driverOf, type ItemDriver } from "./items";
+import { ledgerDir, ledgerPath } from "./ledger";
+import type { HostPlan } from "./plan";
+
+/**
+ * The lockout guard, the way iptables-apply and Ansible's iptables_state do it: before a change
+ * that can cut traffic, the host arms a timer that puts everything back; after the change, a NEW
+ * SSH connection must get in and disarm it. If the change cut SSH, nobody can disarm it, and the
+ * host reverts by itself. Its files live under /run: a reboot ends the timer, and the host then
+ * boots into what was persisted.
+ */
+const guardRoot = "/run/pulumi-conntrack-guard";
+
+/** Seconds the host waits for the disarm: long enough for the apply and one fresh SSH handshake. */
+export function guardWindow(target: HostTarget): number {
+  return Math.max(30, 2 * target.perDialTimeout);
+}
+
+/**
+ * What puts the host back as `facts` found it, if `plan` changes items that can cut traffic;
+ * undefined when it changes none. Live items first (that restores access), then the files the
+ * apply writes or removes, the ledger among them.
+ */
+export function revertSteps(facts: HostFacts, plan: HostPlan): Step[] | undefined {
+  const changed = new Map<ItemDriver, string[]>();
+  for (const c of plan.changes) {
+    const { driver, name } = driverOf(c.item);
+    if (driver.revert) changed.set(driver, [...(changed.get(driver) ?? []), name]);
+  }
+  if (changed.size === 0) return undefined;
+  const steps = [...changed].flatMap(([driver, names]) => driver.revert!(facts, names));
+  for (const path of [...Object.keys(plan.writeFiles), ...plan.removeFiles]) {
+    const before = facts.files[path];
+    steps.push(...(before === undefined ? [removeFile(path)] : writeFile(path, before)));
+  }
+  if (plan.writeFiles[ledgerPath] !== undefined && facts.files[ledgerPath] === undefined) steps.push(tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
+  return steps;
+}
+
+/** Steps that arm a timer running `revert` after `seconds` unless the marker `armed` is gone. */
+function armSteps(dir: string, revert: Step[], seconds: number): Step[] {
+  // Whoever renames the marker first wins: the timer (then it reverts) or the disarm.
+  const timer = `sleep ${seconds}\nmv ${dir}/armed ${dir}/fired 2>/dev/null || exit 0\nsh ${dir}/revert.sh >${dir}/revert.log 2>&1\n`;
+  return [
+    ...writeFile(`${dir}/revert.sh`, renderScript(revert), "0600"),
+    ...writeFile(`${dir}/timer.sh`, timer, "0600"),
+    ...writeFile(`${dir}/armed`, "", "0600"),
+    // setsid: the timer outlives this SSH session; its descriptors are closed so the session ends.
+    run(`arm the lockout guard (revert in ${seconds} s unless a new SSH connection disarms it)`, "setsid", "-f", "sh", "-c", 'exec sh "$0" </dev/null >/dev/null 2>&1', `${dir}/timer.sh`),
+  ];
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Opens a NEW connection (not the pooled one) within `seconds` and disarms; false if it can't. */
+async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string }> {
+  const fresh = { ...target, dialErrorLimit: 1, perDialTimeout: Math.max(1, Math.min(target.perDialTimeout, seconds)), commandTimeout: Math.max(5, seconds) };
+  try {
+    const s = await openSession(fresh);
+    try {
+      const r = await s.run(`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`, "disarm the lockout guard");
+      return r.code === 0 ? { disarmed: true, why: "" } : { disarmed: false, why: "the timer had already fired" };
+    } finally {
+      s.close();
+    }
+  } catch (err) {
+    return { disarmed: false, why: (err as Error).message };
+  }
+}
+
+/**
+ * Runs the apply `steps` under the guard. Resolves once a new connection disarmed it (then the
+ * apply's own outcome decides); throws a "lockout" HostError once the host has reverted.
+ */
+export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[]): Promise<void> {
+  const seconds = guardWindow(target);
+  const dir = `${guardRoot}/${randomBytes(6).toString("hex")}`;
+  const armedAt = Date.now();
+  const script = renderScript([run("clear the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds), ...steps]);
+  // If the change cuts this connection, the host still finishes the script: wait only so long
+  // that a fresh connection still has time to disarm.
+  const dialBudget = Math.min(target.perDialTimeout, seconds / 2);
+  const outcome: StepsOutcome | undefined = await Promise.race([
+    session(target).then((s) => s.run(script, what)).catch(() => undefined),
+    sleep((seconds - dialBudget) * 1000).then(() => undefined),
+  ]);
+  if (outcome && outcome.code !== 0 && !outcome.stderr.includes("arm the lockout guard")) {
+    checkOutcome(target.label, what, outcome); // failed before anything was armed
+  }
+  const left = seconds - (Date.now() - armedAt) / 1000;
+  const result = await disarm(target, dir, Math.max(1, left - 1));
+  if (result.disarmed) {
+    if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply, though a new one got in afterwards; nothing was reverted`, "run pulumi refresh, then pulumi up");
+    checkOutcome(target.label, what, outcome);
+    return;
+  }
+  // Nobody can disarm: let the timer fire, then see whether the host is reachable again.
+  await sleep(Math.max(0, armedAt + (seconds + 5) * 1000 - Date.now()));
+  const back = await openSession({ ...target, dialErrorLimit: 3 }).then((s) => (s.close(), true), () => false);
+  throw new HostError(
+    target.label,
+    "lockout",
+    `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself after ${seconds} s` +
+      (back ? ", and SSH answers again" : ", but SSH still doesn't answer"),
+    "the plan missed a rule that keeps SSH open (e.g. an accept in a chain of your own); accept the port's untracked packets yourself, then run pulumi up again",
+  );
+}
