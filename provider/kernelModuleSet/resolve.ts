@@ -37,7 +37,7 @@ export function resolveModule(given: string, k: KernelModuleFacts): Resolution {
   }
   if (isModule(name, k)) return found(given, name, k, name === given ? "a module" : "a module (- and _ are alike)");
   const aliased = aliasOf(name, k);
-  if (aliased) return found(given, aliased, k, `an alias of ${aliased} (modules.alias)`);
+  if (aliased) return found(given, aliased, k, "alias in modules.alias");
   const xt = /^xt_(.+)$/.exec(name);
   if (xt) {
     for (const asked of [`ipt_${xt[1]}`, `ip6t_${xt[1]}`]) {

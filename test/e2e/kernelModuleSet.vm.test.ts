@@ -14,6 +14,10 @@ const blockFile = "/etc/modprobe.d/00-pulumi-conntrack-modules.conf";
 const watched = ["nf_conntrack", "nf_conntrack_broadcast", "nf_conntrack_netbios_ns", "nf_conntrack_ftp", "nf_conntrack_netlink", "xt_CT", "xt_conntrack", "xt_state"];
 let vm: LabHost;
 let stack: TestStack;
+/** A second stack that keeps xt_multiport loaded (state "present"), through the same reboot. */
+let present: TestStack;
+const multiportLoaded = async () => (await sh("cut -d' ' -f1 /proc/modules")).split("\n").includes("xt_multiport");
+const loadFile = "/etc/modules-load.d/pulumi-conntrack.conf";
 let connection: Record<string, unknown>;
 
 async function sh(command: string): Promise<string> {
@@ -75,6 +79,8 @@ afterAll(async () => {
   try {
     await stack?.destroy().catch(() => undefined);
     await stack?.dispose();
+    await present?.destroy().catch(() => undefined);
+    await present?.dispose();
   } finally {
     await destroyVm(vmName);
   }
@@ -136,16 +142,34 @@ describe("KernelModuleSet on a real kernel", () => {
     expect(await loadedNow()).toEqual([]);
   });
 
+  it("state present loads a module by its alias and lists it in modules-load.d", async () => {
+    present = await testStack("kernel-module-set", {
+      hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true },
+      modules: { value: JSON.stringify({ modules: ["ipt_multiport"], state: "present" }) },
+    }, { stackName: "present" });
+    expect(await multiportLoaded()).toBe(false);
+    const { outputs } = await present.up();
+    expect((outputs.vm as Record<string, any>).resolved).toEqual({ ipt_multiport: "xt_multiport (alias in modules.alias)" });
+    expect(await multiportLoaded()).toBe(true);
+    expect(await sh(`grep -v '^#' ${loadFile}`)).toBe("xt_multiport");
+  });
+
   it("they stay out after a reboot, the preview is a no-op, and every load still fails", async () => {
     const t = Date.now();
     await rebootVm(vmName);
     console.log(`[figure] KernelModuleSet VM reboot: ${Date.now() - t} ms`);
     expect(await loadedNow()).toEqual([]);
     expect((await stack.preview()).changes).toEqual({ same: 2 });
+    expect(await multiportLoaded()).toBe(true); // systemd-modules-load, from modules-load.d
+    expect((await present.preview()).changes).toEqual({ same: 2 });
     await everyLoadFails();
   });
 
   it("destroy loads again what was loaded, not what wasn't, and removes its files", async () => {
+    await present.destroy();
+    expect(await multiportLoaded()).toBe(false);
+    expect(await sh(`grep -c . ${blockFile}`)).not.toBe("0"); // the other stack's file stays
+    expect((await attempt(`ls ${loadFile}`)).code).toBe(2);
     const t = Date.now();
     await stack.destroy();
     console.log(`[figure] KernelModuleSet VM destroy (load 4 modules): ${Date.now() - t} ms`);
