@@ -5,3 +5,5 @@ export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
 export { KernelModuleSet } from "./kernelModuleSet";
 export type { KernelModuleSetArgs } from "./kernelModuleSet";
+export { getConntrackStatus, getConntrackStatusOutput } from "./getConntrackStatus";
+export type { ConntrackStatus, GetConntrackStatusArgs, GetConntrackStatusOutputArgs } from "./getConntrackStatus";

@@ -1,4 +1,5 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
+import { conntrackStatusReader } from "./conntrackStatus";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import { kernelModulesReader } from "./modules";
@@ -17,6 +18,7 @@ export const readers = {
   files: filesReader,
   iptables: iptablesReader,
   kernelModules: kernelModulesReader,
+  conntrackStatus: conntrackStatusReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;

@@ -115,6 +115,12 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
   });
 }
 
+/** A handshake that times out may be a full conntrack table dropping the SYN: say how to get in. */
+export const fullTableHint =
+  "; if its conntrack table is full (dmesg: \"nf_conntrack: table full, dropping packet\"), it drops new connections: " +
+  "a session that is already open still works, as does the console; raise dialErrorLimit to keep trying, and once in, " +
+  "a NotrackRule for port 22 keeps SSH out of the table (docs/troubleshooting.md)";
+
 const retryable: ReadonlySet<FailureLayer> = new Set(["connect", "timeout", "dns", "protocol"]);
 
 /**
@@ -136,7 +142,7 @@ export async function dial(label: string, hop: Hop, tunnel?: () => Promise<NodeJ
     }
   }
   throw new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
-    "check that the host is up and that sshd listens on that address and port");
+    `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`);
 }
 
 /** A tunnel to `host:port` through an open bastion connection, given up after `timeoutMs`. */

@@ -107,9 +107,25 @@ async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: numbe
 let originalRules: string;
 let originalFile: string;
 
+/** getConntrackStatusOutput through the real CLI: the stack output, or the error of the up. */
+async function conntrackStatus(): Promise<Record<string, unknown> | string> {
+  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+  const status = await testStack("conntrack-status", { connection: { value: JSON.stringify(connection), secret: true } });
+  try {
+    return await status.up().then((r) => r.outputs.status as Record<string, unknown>, (err: Error) => err.message);
+  } finally {
+    await status.dispose();
+  }
+}
+
+let notTracking: { error: Record<string, unknown> | string; lsmodBefore: string; lsmodAfter: string };
+
 beforeAll(async () => {
   vm = await bootVm(vmName);
   httpPort = (await vmHostJson(vmName)).httpPort;
+  // Freshly booted, nothing has loaded nf_conntrack yet: reading the status must not either.
+  const lsmodBefore = await sh("lsmod | sort");
+  notTracking = { error: await conntrackStatus(), lsmodBefore, lsmodAfter: await sh("lsmod | sort") };
   // The seed's host: SSH and established traffic accepted, port 80 opened for NEW connections, the rest dropped.
   await sh([
     "iptables -A INPUT -i lo -j ACCEPT",
@@ -149,6 +165,19 @@ describe("NotrackRule on a real kernel", () => {
     console.log(`[figure] without NotrackRule: ${ok}/40 greeted with a full table, ${logged} "table full" lines; ${held.tracked} of 5 held connections tracked`);
     expect(ok).toBe(0);
     expect(logged).toBeGreaterThan(0);
+  });
+
+  it("getConntrackStatus reports the table, the drops and the kernel's table-full lines; on a host that tracks nothing it says so and loads nothing", async () => {
+    expect(notTracking.error).toMatch(/nf_conntrack isn't loaded, so nothing is tracked here/);
+    expect(notTracking.lsmodAfter).toBe(notTracking.lsmodBefore);
+    const status = (await conntrackStatus()) as Record<string, number | string[]>;
+    console.log(`[figure] getConntrackStatus after the seed: count ${status.count}, max ${status.max}, drop ${status.drop}, ${(status.tableFullMessages as string[]).length} table-full lines`);
+    expect(status).toMatchObject({ host: `root@${vm.host}:${vm.port}`, max: 4096, buckets: 4096 });
+    expect(status.count).toBeGreaterThan(0);
+    expect(status.usage).toBeCloseTo((status.count as number) / 4096, 6);
+    expect(status.drop).toBeGreaterThan(0);
+    expect((status.tableFullMessages as string[]).length).toBeGreaterThan(0);
+    expect((status.tableFullMessages as string[]).every((l) => l.includes("nf_conntrack: table full, dropping packet"))).toBe(true);
   });
 
   it("preview shows the rules to add and names the --state NEW rule that stops matching, changing nothing", async () => {

@@ -1,0 +1,57 @@
+import { conntrackStatusReader, type ConntrackStatusFacts } from "./facts/conntrackStatus";
+import { batchScript, parseBatch } from "./facts/reader";
+import { HostError } from "./transport/errors";
+import { openSession } from "./transport/ssh";
+import { connectionSchema } from "../sdk/connection";
+import { toTarget } from "./transport/target";
+
+/** What getConntrackStatus returns (see sdk/getConntrackStatus.ts for the meaning of each field). */
+export interface ConntrackStatus {
+  host: string;
+  count: number;
+  max: number;
+  buckets: number;
+  usage: number;
+  drop: number | null;
+  earlyDrop: number | null;
+  insertFailed: number | null;
+  tableFullMessages: string[];
+}
+
+/**
+ * Reads the conntrack table's readings of one host in one round trip, from the PROGRAM process
+ * (dynamic providers can't serve data functions). Reads /proc only: nothing is loaded or written.
+ * The connection is closed at once: an open one would keep the program from exiting.
+ */
+export async function readConntrackStatus(connection: unknown): Promise<ConntrackStatus> {
+  const parsed = connectionSchema.safeParse(connection);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `connection${i.path.length > 0 ? `.${i.path.join(".")}` : ""}: ${i.message}`);
+    throw new Error(`getConntrackStatus: ${issues.join("; ")}`);
+  }
+  const target = toTarget(parsed.data);
+  const readers = [conntrackStatusReader];
+  const session = await openSession(target);
+  let facts: ConntrackStatusFacts;
+  try {
+    const r = await session.run(batchScript(readers), "read the conntrack status");
+    if (r.code !== 0) throw new HostError(target.label, "command", `reading the conntrack status failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}`);
+    facts = (parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name];
+  } finally {
+    session.close();
+  }
+  if (!facts.tracking) {
+    throw new HostError(target.label, "config", "nf_conntrack isn't loaded, so nothing is tracked here (and nothing was loaded to read this)", "nothing to diagnose; a ConntrackLimits or a stateful rule loads it");
+  }
+  return {
+    host: target.label,
+    count: facts.count,
+    max: facts.max,
+    buckets: facts.buckets,
+    usage: facts.max > 0 ? facts.count / facts.max : 0,
+    drop: facts.drop ?? null,
+    earlyDrop: facts.earlyDrop ?? null,
+    insertFailed: facts.insertFailed ?? null,
+    tableFullMessages: facts.tableFull,
+  };
+}
