@@ -1,5 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { conntrackLimitsProvider } from "./conntrackLimits/provider";
+import { kernelModuleSetProvider } from "./kernelModuleSet/provider";
 import { notrackRuleProvider } from "./notrackRule/provider";
 import { firewallStateProvider } from "./firewallState/provider";
 
@@ -12,6 +13,7 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
   NotrackRule: notrackRuleProvider,
   FirewallState: firewallStateProvider,
+  KernelModuleSet: kernelModuleSetProvider,
 };
 
 type Props = { resourceType?: string } | undefined;

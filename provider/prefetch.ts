@@ -3,8 +3,10 @@ import { notrackRuleKind } from "./notrackRule/provider";
 import type { ZodType } from "zod";
 import { conntrackLimitsSettingsSchema } from "../sdk/conntrackLimits.schema";
 import { firewallStateSettingsSchema } from "../sdk/firewallState.schema";
+import { kernelModuleSetSettingsSchema } from "../sdk/kernelModuleSet.schema";
 import { notrackRuleSettingsSchema } from "../sdk/notrackRule.schema";
 import { firewallStateKind } from "./firewallState/provider";
+import { kernelModuleSetKind } from "./kernelModuleSet/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
@@ -98,6 +100,7 @@ const byType: Record<string, { facts: FactName[]; schema: ZodType }> = {
   [conntrackLimitsKind.type]: { facts: conntrackLimitsKind.facts, schema: conntrackLimitsSettingsSchema },
   [notrackRuleKind.type]: { facts: notrackRuleKind.facts, schema: notrackRuleSettingsSchema },
   [firewallStateKind.type]: { facts: firewallStateKind.facts, schema: firewallStateSettingsSchema },
+  [kernelModuleSetKind.type]: { facts: kernelModuleSetKind.facts, schema: kernelModuleSetSettingsSchema },
 };
 
 /**

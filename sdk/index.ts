@@ -5,5 +5,7 @@ export { NotrackRule } from "./notrackRule";
 export type { NotrackRuleArgs } from "./notrackRule";
 export { FirewallState } from "./firewallState";
 export type { FirewallStateArgs } from "./firewallState";
+export { KernelModuleSet } from "./kernelModuleSet";
+export type { KernelModuleSetArgs } from "./kernelModuleSet";
 export { getConntrackStatus, getConntrackStatusOutput } from "./getConntrackStatus";
 export type { ConntrackStatus, GetConntrackStatusArgs, GetConntrackStatusOutputArgs } from "./getConntrackStatus";

@@ -3,6 +3,7 @@ import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptables
 import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
 import { pipeInto, writeFile, writeValue, type Step } from "./commands";
 import { serviceEnabled, serviceRunning } from "./serviceItems";
+import { moduleDriver } from "./moduleItems";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
@@ -10,7 +11,8 @@ import { serviceEnabled, serviceRunning } from "./serviceItems";
  * - "sysctl:net.netfilter.nf_conntrack_max": a sysctl;
  * - "param:nf_conntrack.hashsize": a module parameter under /sys/module;
  * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST;
- * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does.
+ * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does;
+ * - "module:nf_conntrack": a kernel module, "loaded" or "absent" (moduleItems.ts).
  * A live value of undefined means "can't be read now" (the module isn't loaded): nothing to
  * compare, and persistence applies the value when the module loads.
  */
@@ -147,7 +149,7 @@ const rule: ItemDriver = {
   },
 };
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, "service-running": serviceRunning, "service-enabled": serviceEnabled };
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, "service-running": serviceRunning, "service-enabled": serviceEnabled, module: moduleDriver };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");

@@ -57,6 +57,8 @@ export interface ResourceSpec<S> {
   /** Outputs of its own (estimates, ...). */
   outputs?(settings: S, facts: HostFacts, wanted: Wanted): Record<string, unknown>;
   legacy?: LegacySupport<S>;
+  /** Facts about the settings on this host that a preview shows and outputs keep (what each module name resolves to). */
+  notes?(settings: S, facts: HostFacts): Record<string, unknown>;
 }
 
 const transients = ["prefetched", "plan", "warnings"] as const;
@@ -95,7 +97,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
   const settingsOf = (props: BaseInputs) => spec.schema.parse(pick(props));
 
   function outputsOf(props: BaseInputs, ownerId: string, facts: HostFacts, settings: S): BaseOutputs {
-    const wanted = kind.want(settings, facts);
+    const wanted = kind.want(settings, facts, { label: labelOf(kind.type, props) });
     const ledger = currentLedger(facts);
     const previous: Record<string, string> = {};
     const live: Record<string, string> = {};
@@ -146,7 +148,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
       if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
       const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
-      const wanted = kind.want(settings.data, facts);
+      const wanted = kind.want(settings.data, facts, { label: labelOf(kind.type, news) });
       if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       const label = labelOf(kind.type, news);
       const clashes = kind.intents ? declareIntents(target.key, label, kind.intents(settings.data, facts)) : [];
@@ -165,7 +167,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       // is something to do: a drifted host shows live → desired, a converged one nothing.
       differsFromHost.set(runKey(news), Object.keys(plan).length > 0);
       const shown = prefetched?.preview && Object.keys(plan).length > 0 ? { plan } : {};
-      return { inputs: { ...inputs, ...shown, warnings: wanted.warnings } };
+      return { inputs: { ...inputs, ...shown, warnings: wanted.warnings, ...spec.notes?.(settings.data, facts) } };
     },
 
     async diff(_id, olds, news) {
@@ -202,7 +204,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       const facts = await previewFacts(target, kind.facts);
       const live: Record<string, string> = {};
       const settings = spec.schema.safeParse(pick(props));
-      const items = settings.success ? Object.keys(kind.want(settings.data, facts).claims) : [];
+      const items = settings.success ? Object.keys(kind.want(settings.data, facts, { label: labelOf(kind.type, props) }).claims) : [];
       for (const key of items) {
         const value = liveValue(key, facts);
         if (value !== undefined && value !== null && !key.startsWith("token:")) live[spec.display(key)] = value;

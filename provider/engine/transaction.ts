@@ -28,7 +28,11 @@ export interface ResourceKind<S> {
   type: string;
   facts: FactName[];
   backends: FileBackend[];
-  want(settings: S, facts: HostFacts): Wanted;
+  /**
+   * `self`: the resource's own ledger label, for a kind whose claims depend on what it claimed
+   * before (KernelModuleSet keeps claiming the holders it unloaded); absent in intents checks.
+   */
+  want(settings: S, facts: HostFacts, self?: { label: string }): Wanted;
   /** What it needs left in place on the host or takes away, for clashes with other resources there. */
   intents?(settings: S, facts: HostFacts): Intents;
 }
@@ -83,13 +87,13 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
 async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Converged> {
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
-  let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts);
+  let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts, owner);
   refuseBlocked(target, wanted);
   if (wanted.prepare.length > 0) {
     stillLocked();
     await runSteps(target, `prepare ${kind.type}`, wanted.prepare);
     seen = await read();
-    wanted = kind.want(settings!, seen.facts);
+    wanted = kind.want(settings!, seen.facts, owner);
     refuseBlocked(target, wanted);
   }
   const input = (facts: HostFacts): HostPlanInput => ({ owner: owner.id, alsoRelease: owner.alsoRelease, claims: claimsOf(wanted, owner.label), facts, backends: kind.backends, labels: [owner.label, ...(owner.formerLabels ?? [])] });

@@ -54,7 +54,7 @@ const watchedFiles = ["/etc/sysconfig/iptables-config", "/var/lib/pulumi-conntra
 export const filesReader: FactReader<Record<string, string>> = {
   name: "files",
   script: `
-for f in /var/lib/pulumi-conntrack/firewall-* /etc/sysctl.d/*${ownMarker}* /etc/modprobe.d/*${ownMarker}* /etc/udev/rules.d/*${ownMarker}* ${watchedFiles.join(" ")}; do
+for f in /var/lib/pulumi-conntrack/firewall-* /etc/sysctl.d/*${ownMarker}* /etc/modprobe.d/*${ownMarker}* /etc/modules-load.d/*${ownMarker}* /etc/udev/rules.d/*${ownMarker}* ${watchedFiles.join(" ")}; do
   [ -f "$f" ] && printf '%s %s\\n' "$f" "$(base64 -w0 "$f")"
 done
 true

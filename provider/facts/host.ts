@@ -2,6 +2,7 @@ import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, oth
 import { firewallsReader } from "./firewalls";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
+import { kernelModulesReader } from "./modules";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
 
@@ -17,6 +18,7 @@ export const readers = {
   files: filesReader,
   iptables: iptablesReader,
   firewalls: firewallsReader,
+  kernelModules: kernelModulesReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;
