@@ -9,7 +9,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 # Leftovers of a crashed earlier run (found by their own names and pid files) go first.
 bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
-for vm in e2e-limits e2e-notrack; do bash lab/vm/vm.sh destroy "$vm" >/dev/null 2>&1 || true; done
+bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
 # Tests are type-checked too (vitest itself only strips types), and the API reference must build
 # without a warning (every export documented).
 npx tsc -p test/tsconfig.json

@@ -2,6 +2,7 @@ import type { ConntrackLimitsSettings, TimeoutName } from "../../sdk/conntrackLi
 import type { HostFacts } from "../facts/host";
 import { sysctlDirs } from "../facts/files";
 import { run, tryRun, type Step } from "../engine/commands";
+import { keptUnloadedBy } from "../engine/ledger";
 import { currentLedger } from "../engine/plan";
 import type { Wanted } from "../engine/transaction";
 import { iptablesConfigPath, unloadsModules } from "../persistence/iptablesConfig";
@@ -59,6 +60,8 @@ export function wantConntrackLimits(settings: ConntrackLimitsSettings, facts: Ho
   if (facts.conntrackModule.state === "absent") {
     blockers.push("the kernel has no nf_conntrack module (modinfo nf_conntrack finds nothing): install the kernel's modules package");
   }
+  const keepers = keptUnloadedBy(currentLedger(facts), module);
+  if (keepers.length > 0) blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} ${module} unloaded on this host, and these values live in it: destroy that KernelModuleSet (or set its state to "present") first`);
   const globals = [settings.max !== undefined && "max", settings.hashsize !== undefined && "hashsize"].filter(Boolean).join(" and ");
   if (globals && !facts.system.initialNetns) {
     blockers.push(`${globals} are global to the kernel but this host is a network namespace of another machine: manage them on that machine, or drop them here (timeouts are per namespace and fine)`);

@@ -82,6 +82,20 @@ const corpus: Case[] = [
   notrack({ acceptUntracked: "true" }, /acceptUntracked/),
   notrack({ force: 1 }, /force/),
   notrack({ comment: "x\" -j ACCEPT" }, /comment/),
+  // FirewallState.
+  ["FirewallState", { service: "firewalld; touch /tmp/pwned", running: false, enabled: false }, /service/],
+  ["FirewallState", { service: "sshd", running: false, enabled: false }, /service/],
+  ["FirewallState", { service: "auto", running: "no", enabled: false }, /running/],
+  ["FirewallState", { service: "auto", enabled: false }, /running/],
+  ["FirewallState", { service: "auto", running: false, enabled: false, force: "yes" }, /force/],
+  // KernelModuleSet: hostile module names (a newline would put an install line into modprobe.d).
+  ["KernelModuleSet", { modules: ["nf_conntrack\ninstall nf_conntrack /bin/touch /tmp/pwned"] }, /modules/],
+  ["KernelModuleSet", { modules: ["nf_conntrack; touch /tmp/pwned"] }, /modules/],
+  ["KernelModuleSet", { modules: ["$(touch /tmp/pwned)"] }, /modules/],
+  ["KernelModuleSet", { modules: ["../../tmp/evil"] }, /modules/],
+  ["KernelModuleSet", { modules: ["-r"] }, /modules/],
+  ["KernelModuleSet", { modules: [] }, /modules/],
+  ["KernelModuleSet", { modules: ["xt_state"], state: "gone" }, /state/],
 ];
 
 beforeAll(async () => {

@@ -101,6 +101,17 @@ describe("NotrackRule on namespaced hosts", () => {
     expect((await stack.preview()).changes).toEqual({ same: 9 });
   });
 
+  it("refresh shows a rule deleted by hand on one host only, and the next up puts it back", async () => {
+    expect((await stack.refresh()).drift).toEqual({});
+    inNs(hosts[2], "iptables", "-t", "raw", "-D", "PREROUTING", "-p", "tcp", "-m", "tcp", "--dport", "80", "-m", "comment", "--comment", "pulumi-conntrack", "-j", "CT", "--notrack");
+    expect((await stack.refresh()).drift).toEqual({ [`notrack-${hosts[2].name}`]: ["live"] });
+    const { stdout } = await stack.preview();
+    expect(stdout).toMatch(/iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack\s*: "absent → present"/);
+    await stack.up();
+    expect(ruleset(hosts[2])).toMatch(/^-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment "?pulumi-conntrack"? -j CT --notrack$/m);
+    expect((await stack.preview()).changes).toEqual({ same: 9 });
+  });
+
   it("destroy leaves exactly the rules that were there, the hand-made one included", async () => {
     await stack.destroy();
     expect(hosts.map((h) => ruleset(h))).toEqual(before);

@@ -130,3 +130,13 @@ describe("stacks written by 0.1", () => {
     expect(renderLedger(p.ledger)).toBe('{\n "format": 1,\n "items": {}\n}\n');
   });
 });
+
+describe("across stacks", () => {
+  it("is refused while a KernelModuleSet keeps nf_conntrack unloaded, naming it", () => {
+    const base = facts("debian12-vm-not-loaded");
+    const ledger = { format: 1, items: { "module:nf_conntrack": { original: "loaded", owners: { "p/other#1": { value: "absent", persist: true, label: "p/other/KernelModuleSet/bare" } } } } };
+    const f = { ...base, files: { ...base.files, [ledgerPath]: JSON.stringify(ledger) } };
+    const w = wantConntrackLimits(conntrackLimitsSettingsSchema.parse({ max: 262144 }), f);
+    expect(w.blockers).toContainEqual('p/other/KernelModuleSet/bare keeps nf_conntrack unloaded on this host, and these values live in it: destroy that KernelModuleSet (or set its state to "present") first');
+  });
+});
