@@ -2,6 +2,7 @@ import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
 import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
 import { pipeInto, writeFile, writeValue, type Step } from "./commands";
+import { nftDriver } from "./nftItems";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
@@ -9,7 +10,8 @@ import { pipeInto, writeFile, writeValue, type Step } from "./commands";
  * - "sysctl:net.netfilter.nf_conntrack_max": a sysctl;
  * - "param:nf_conntrack.hashsize": a module parameter under /sys/module;
  * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST;
- * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does.
+ * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does;
+ * - "nft:inet:filter:input:tcp dport 80 ct state untracked accept": a native nftables rule (nftItems.ts).
  * A live value of undefined means "can't be read now" (the module isn't loaded): nothing to
  * compare, and persistence applies the value when the module loads.
  */
@@ -20,6 +22,8 @@ export interface ItemDriver {
    * of one kind come at once, so a kind can apply them in one transaction (iptables-restore).
    */
   set(changes: Array<{ name: string; to: string | null }>, facts: HostFacts): Step[];
+  /** Steps that put every item of this kind back as `facts` (read before the apply) found them: the lockout guard's revert. */
+  revert?(facts: HostFacts): Step[];
 }
 
 /** A driver whose items are set one by one. */
@@ -126,7 +130,7 @@ const rule: ItemDriver = {
   },
 };
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule };
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, nft: nftDriver };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");

@@ -105,7 +105,7 @@ function planFiles(ledger: Ledger, facts: HostFacts, backends: FileBackend[]): {
   for (const [key, item] of Object.entries(ledger.items)) {
     if (key.startsWith("token:") || !persisted(item)) continue;
     // A rule or value that was there before us is the host's own: it is not ours to persist.
-    if (item.original !== null && item.original === agreedValue(item) && key.startsWith("rule:")) continue;
+    if (item.original !== null && item.original === agreedValue(item) && (key.startsWith("rule:") || key.startsWith("nft:"))) continue;
     items.push({ key, value: agreedValue(item)! });
     for (const c of Object.values(item.owners)) if (c.persist) owners.add(c.label);
   }

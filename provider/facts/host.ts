@@ -1,6 +1,7 @@
 import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, otherOwnersReader } from "./conntrack";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
+import { nftablesReader } from "./nftables";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
 
@@ -15,6 +16,7 @@ export const readers = {
   modprobeOptions: modprobeOptionsReader,
   files: filesReader,
   iptables: iptablesReader,
+  nftables: nftablesReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;
