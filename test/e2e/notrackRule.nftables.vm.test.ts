@@ -74,6 +74,9 @@ async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: numbe
   }
 }
 
+/** Starts the port-80 server and waits until it listens (systemd-run returns before perl binds). */
+const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
+
 let originalRules: string;
 let originalConf: string;
 
@@ -86,8 +89,8 @@ beforeAll(async () => {
     "systemctl disable --now netfilter-persistent >/dev/null 2>&1",
     "systemctl enable --now nftables >/dev/null 2>&1",
     `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
-    "systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80",
   ].join(" && "));
+  await startServer();
   originalRules = await ruleset();
   originalConf = await savedConf();
   const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
@@ -150,7 +153,7 @@ describe("NotrackRule on a native nftables host", () => {
     console.log(`[figure] nftables VM reboot: ${Date.now() - t} ms`);
     expect(await ruleset()).toBe(withRules);
     expect((await stack.preview()).changes).toEqual({ same: 2 });
-    await sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80");
+    await startServer();
     expect(await trackedWhileHeld(3)).toEqual({ ok: 3, tracked: 0 });
   });
 
