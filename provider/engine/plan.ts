@@ -111,7 +111,7 @@ function planFiles(ledger: Ledger, facts: HostFacts, backends: FileBackend[]): {
   }
   const input = { items, owners: [...owners].sort(), systemd: facts.system.systemd, sysctlPath: facts.system.sysctlPath };
   const wanted: Record<string, string | undefined> = {};
-  for (const b of backends) wanted[b.path] = b.render(input, facts.files[b.path]);
+  for (const b of backends) wanted[b.path] = b.render(input, facts.files[b.path], facts);
   wanted[ledgerPath] = Object.keys(ledger.items).length > 0 ? renderLedger(ledger) : undefined;
   const writeFiles: Record<string, string> = {};
   const removeFiles: string[] = [];

@@ -56,7 +56,8 @@ function limitsFor(g: Rule, chain: string): Partial<Rule> {
 }
 
 /**
- * NotrackRule through iptables (nft or legacy backend), persisted by netfilter-persistent: the raw-table rules that take the ports out of tracking, the
+ * NotrackRule through iptables (nft or legacy backend), persisted by netfilter-persistent or
+ * iptables-services (the same saved format, persistence/iptablesServices.ts): the raw-table rules that take the ports out of tracking, the
  * filter rules that keep them answering (an UNTRACKED accept with the limits of the accepts it
  * stands in for), and what stops it or deserves a warning.
  */
@@ -69,7 +70,7 @@ export function wantIptables(settings: NotrackRuleSettings, facts: HostFacts): W
 
   if (ipt.backend === "none") blockers.push("iptables is not installed: install the iptables package");
   if (ipt.otherBackendRules) blockers.push(`both iptables-${ipt.backend === "nft" ? "legacy" : "nft"} and iptables-${ipt.backend} hold rules on this host: untangle them first (iptables-legacy-save and iptables-nft-save show each)`);
-  if (persist && !ipt.netfilterPersistent && ipt.backend !== "none") {
+  if (persist && !ipt.netfilterPersistent && !ipt.iptablesServices && ipt.backend !== "none") {
     blockers.push("no way to keep the rules across reboots here: install iptables-persistent (netfilter-persistent), or set persist: false");
   }
 

@@ -36,9 +36,8 @@ export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts)
       return wantNftables(settings, facts);
     case "firewalld":
       return notYet("firewalld");
-    case "iptables-services":
-      return notYet("iptables-services (/etc/sysconfig/iptables)");
-    default:
+    default: // iptables, and iptables-services: the same rules, saved in /etc/sysconfig/iptables
+
       return wantIptables(settings, facts);
   }
 }

@@ -5,12 +5,13 @@ import { splitNftItem } from "../engine/nftItems";
 import { ourTable } from "../facts/nftRules";
 import { rulesV4Backend, rulesV6Backend } from "../persistence/netfilterPersistent";
 import { nftablesConfBackend, nftIncludeBackend } from "../persistence/nftablesInclude";
+import { sysconfigIp6tablesBackend, sysconfigIptablesBackend } from "../persistence/iptablesServices";
 import { backendOf, notrackRuleFacts, wantNotrackRule } from "./plan";
 
 export const notrackRuleKind: ResourceKind<NotrackRuleSettings> = {
   type: "NotrackRule",
   facts: [...notrackRuleFacts],
-  backends: [rulesV4Backend, rulesV6Backend, nftIncludeBackend, nftablesConfBackend],
+  backends: [rulesV4Backend, rulesV6Backend, nftIncludeBackend, nftablesConfBackend, sysconfigIptablesBackend, sysconfigIp6tablesBackend],
   want: wantNotrackRule,
   // The CT target needs conntrack loaded; persisted rules need the service that restores them.
   intents: (settings, facts) => ({
@@ -22,6 +23,7 @@ export const notrackRuleKind: ResourceKind<NotrackRuleSettings> = {
 function persistedBy(facts: Parameters<typeof backendOf>[0]): string[] {
   const backend = backendOf(facts);
   if (backend === "nftables") return ["service nftables"];
+  if (backend === "iptables-services") return ["service iptables"];
   return backend === "iptables" && facts.iptables.netfilterPersistent ? ["service netfilter-persistent"] : [];
 }
 
