@@ -2,6 +2,7 @@ import { conntrackModuleReader, conntrackSysctlReader, conntrackTableReader, oth
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import { nftablesReader } from "./nftables";
+import { firewalldReader } from "./firewalld";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
 
@@ -17,6 +18,7 @@ export const readers = {
   files: filesReader,
   iptables: iptablesReader,
   nftables: nftablesReader,
+  firewalld: firewalldReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;

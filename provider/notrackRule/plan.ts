@@ -3,9 +3,10 @@ import type { HostFacts } from "../facts/host";
 import type { Wanted } from "../engine/transaction";
 import { wantIptables } from "./iptables";
 import { wantNftables } from "./nftables";
+import { wantFirewalld } from "./firewalld";
 
 /** The facts NotrackRule reads (besides the engine's own: system and files). */
-export const notrackRuleFacts = ["iptables", "nftables"] as const;
+export const notrackRuleFacts = ["iptables", "nftables", "firewalld"] as const;
 
 /** Which firewall owns this host's ruleset, and so which backend NotrackRule goes through. */
 export type NotrackBackend = "iptables" | "nftables" | "firewalld" | "iptables-services";
@@ -19,13 +20,6 @@ export function backendOf(facts: HostFacts): NotrackBackend {
   return "iptables";
 }
 
-const notYet = (what: string): Wanted => ({
-  claims: {},
-  warnings: [],
-  blockers: [`this host's firewall is ${what}, which this version of NotrackRule can't persist through yet; use a host with netfilter-persistent or native nftables, or manage it by hand`],
-  prepare: [],
-});
-
 /**
  * The pure heart of NotrackRule: the rules that take the ports out of tracking and keep them
  * answering, through the backend the host's firewall uses (one file per backend).
@@ -35,7 +29,7 @@ export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts)
     case "nftables":
       return wantNftables(settings, facts);
     case "firewalld":
-      return notYet("firewalld");
+      return wantFirewalld(settings, facts);
     default: // iptables, and iptables-services: the same rules, saved in /etc/sysconfig/iptables
 
       return wantIptables(settings, facts);

@@ -23,12 +23,18 @@ export const notrackRuleKind: ResourceKind<NotrackRuleSettings> = {
 function persistedBy(facts: Parameters<typeof backendOf>[0]): string[] {
   const backend = backendOf(facts);
   if (backend === "nftables") return ["service nftables"];
+  if (backend === "firewalld") return ["service firewalld"];
   if (backend === "iptables-services") return ["service iptables"];
   return backend === "iptables" && facts.iptables.netfilterPersistent ? ["service netfilter-persistent"] : [];
 }
 
 /** "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack" → "iptables -t raw -A PREROUTING -p tcp --dport 80 -j CT --notrack". */
 export function ruleDisplay(item: string): string {
+  if (item.startsWith("firewalld:port:")) {
+    const [zone, port] = item.slice("firewalld:port:".length).split(":");
+    return `firewall-cmd --zone=${zone} --add-port=${port}`;
+  }
+  if (item.startsWith("firewalld:direct:")) return `firewall-cmd --direct --add-rule ${item.slice("firewalld:direct:".length)}`;
   if (item.startsWith("nft:")) {
     const { family, table, chain, rule } = splitNftItem(item.slice(4));
     return `nft ${family === ourTable.family && table === ourTable.name ? "add" : "insert"} rule ${family} ${table} ${chain} ${rule}`;
