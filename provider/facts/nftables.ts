@@ -25,6 +25,11 @@ true
     const line = lines.find((l) => l === "ruleset" || l.startsWith("ruleset "));
     if (line === undefined) return { readable: false, ruleset: { chains: [], rules: [] }, json: "" };
     const json = Buffer.from(line.slice("ruleset ".length), "base64").toString("utf8");
-    return { readable: true, ruleset: parseNftRuleset(json), json };
+    try {
+      return { readable: true, ruleset: parseNftRuleset(json), json };
+    } catch {
+      // Output that isn't nft's JSON (an nft too old for -j prints an error): unreadable, not fatal.
+      return { readable: false, ruleset: { chains: [], rules: [] }, json };
+    }
   },
 };

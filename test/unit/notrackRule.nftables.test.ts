@@ -34,6 +34,8 @@ describe("nftables rules", () => {
     expect(more.map(ruleKey)).toContain("tcp dport 8000-8100 ct state new accept");
     // a set of ports is not modelled: no identity, never judged
     expect(more.find((r) => r.other.length > 0)?.other[0]).toContain('"set"');
+    expect(nftablesReader.parse([`ruleset ${Buffer.from("Error: JSON support not compiled-in").toString("base64")}`]).readable).toBe(false);
+    expect(nftablesReader.parse([]).readable).toBe(false);
     expect(render({ nfproto: "ipv4", proto: "udp", dport: "1000:2000", verdict: "notrack" })).toBe("meta nfproto ipv4 udp dport 1000-2000 notrack");
   });
 });
