@@ -32,14 +32,17 @@ export function writeValue(name: string, path: string, value: string): Step {
   return { name, shell: `printf '%s\\n' ${quote(value)} > ${quote(path)}` };
 }
 
-/** Writes a whole file atomically: a temp file in the same directory, then a rename. */
+/**
+ * Writes a whole file atomically: a temp file in the same directory, then a rename. A file that
+ * exists keeps its mode (RHEL's /etc/sysconfig/iptables is 0600); a new one gets `mode`.
+ */
 export function writeFile(path: string, content: string, mode = "0644"): Step[] {
   const tmp = `${path}.pulumi-conntrack.tmp`;
   const encoded = Buffer.from(content, "utf8").toString("base64");
   return [
     run(`create ${dirOf(path)}`, "mkdir", "-p", dirOf(path)),
     { name: `write ${path}`, shell: `printf %s ${quote(encoded)} | base64 -d > ${quote(tmp)}` },
-    run(`chmod ${path}`, "chmod", mode, tmp),
+    { name: `chmod ${path}`, shell: `{ [ -e ${quote(path)} ] && chmod --reference=${quote(path)} ${quote(tmp)}; } || ${command("chmod", mode, tmp)}` },
     run(`write ${path}`, "mv", "-f", tmp, path),
   ];
 }

@@ -4,6 +4,8 @@ import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from
 import { pipeInto, writeFile, writeValue, type Step } from "./commands";
 import { serviceEnabled, serviceRunning } from "./serviceItems";
 import { moduleDriver } from "./moduleItems";
+import { nftDriver } from "./nftItems";
+import { firewalldDriver } from "./firewalldItems";
 
 /**
  * The kinds of item the ledger records, and for each how to read its live value from the facts
@@ -12,7 +14,9 @@ import { moduleDriver } from "./moduleItems";
  * - "param:nf_conntrack.hashsize": a module parameter under /sys/module;
  * - "token:/etc/sysconfig/iptables-config:.nf_conntrack": a token of IPTABLES_SYSCTL_LOAD_LIST;
  * - "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack": an iptables rule, by what it does;
- * - "module:nf_conntrack": a kernel module, "loaded" or "absent" (moduleItems.ts).
+ * - "module:nf_conntrack": a kernel module, "loaded" or "absent" (moduleItems.ts);
+ * - "nft:inet:filter:input:tcp dport 80 ct state untracked accept": a native nftables rule (nftItems.ts);
+ * - "firewalld:port:public:80/tcp", "firewalld:direct:ipv4 raw PREROUTING 0 ...": firewalld state (firewalldItems.ts).
  * A live value of undefined means "can't be read now" (the module isn't loaded): nothing to
  * compare, and persistence applies the value when the module loads.
  */
@@ -149,7 +153,7 @@ const rule: ItemDriver = {
   },
 };
 
-const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, "service-running": serviceRunning, "service-enabled": serviceEnabled, module: moduleDriver };
+const drivers: Record<string, ItemDriver> = { sysctl, param, token, rule, "service-running": serviceRunning, "service-enabled": serviceEnabled, module: moduleDriver, nft: nftDriver, firewalld: firewalldDriver };
 
 export function driverOf(itemKey: string): { driver: ItemDriver; name: string } {
   const colon = itemKey.indexOf(":");

@@ -105,13 +105,13 @@ function planFiles(ledger: Ledger, facts: HostFacts, backends: FileBackend[]): {
   for (const [key, item] of Object.entries(ledger.items)) {
     if (key.startsWith("token:") || !persisted(item)) continue;
     // A rule or value that was there before us is the host's own: it is not ours to persist.
-    if (item.original !== null && item.original === agreedValue(item) && key.startsWith("rule:")) continue;
+    if (item.original !== null && item.original === agreedValue(item) && (key.startsWith("rule:") || key.startsWith("nft:"))) continue;
     items.push({ key, value: agreedValue(item)! });
     for (const c of Object.values(item.owners)) if (c.persist) owners.add(c.label);
   }
   const input = { items, owners: [...owners].sort(), systemd: facts.system.systemd, sysctlPath: facts.system.sysctlPath };
   const wanted: Record<string, string | undefined> = {};
-  for (const b of backends) wanted[b.path] = b.render(input, facts.files[b.path]);
+  for (const b of backends) wanted[b.path] = b.render(input, facts.files[b.path], facts);
   wanted[ledgerPath] = Object.keys(ledger.items).length > 0 ? renderLedger(ledger) : undefined;
   const writeFiles: Record<string, string> = {};
   const removeFiles: string[] = [];

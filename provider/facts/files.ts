@@ -49,7 +49,7 @@ export const modprobeOptionsReader: FactReader<ModprobeOption[]> = {
  * files we edit token by token.
  */
 export const ownMarker = "pulumi-conntrack";
-const watchedFiles = ["/etc/sysconfig/iptables-config", "/var/lib/pulumi-conntrack/ledger.json", "/etc/iptables/rules.v4", "/etc/iptables/rules.v6"];
+const watchedFiles = ["/etc/sysconfig/iptables-config", "/var/lib/pulumi-conntrack/ledger.json", "/etc/iptables/rules.v4", "/etc/iptables/rules.v6", "/etc/nftables.conf", "/etc/nftables.pulumi-conntrack.nft", "/etc/sysconfig/iptables", "/etc/sysconfig/ip6tables"];
 
 export const filesReader: FactReader<Record<string, string>> = {
   name: "files",

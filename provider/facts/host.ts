@@ -3,6 +3,8 @@ import { firewallsReader } from "./firewalls";
 import { filesReader, modprobeOptionsReader, sysctlFilesReader } from "./files";
 import { iptablesReader } from "./iptables";
 import { kernelModulesReader } from "./modules";
+import { nftablesReader } from "./nftables";
+import { firewalldReader } from "./firewalld";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
 
@@ -19,6 +21,8 @@ export const readers = {
   iptables: iptablesReader,
   firewalls: firewallsReader,
   kernelModules: kernelModulesReader,
+  nftables: nftablesReader,
+  firewalld: firewalldReader,
 } satisfies Record<string, FactReader<unknown>>;
 
 export type FactName = keyof typeof readers;

@@ -1,139 +1,47 @@
 import type { NotrackRuleSettings } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../facts/host";
+import { keptUnloadedBy } from "../engine/ledger";
+import { currentLedger } from "../engine/plan";
 import type { Wanted } from "../engine/transaction";
-import { isOurs, key, parseRuleset, portWithin, type Rule, type Ruleset } from "../facts/iptablesRules";
+import { wantIptables } from "./iptables";
+import { wantNftables } from "./nftables";
+import { wantFirewalld } from "./firewalld";
 
 /** The facts NotrackRule reads (besides the engine's own: system and files). */
-export const notrackRuleFacts = ["iptables"] as const;
+export const notrackRuleFacts = ["iptables", "nftables", "firewalld"] as const;
 
-type Family = "v4" | "v6";
-const families = (s: NotrackRuleSettings): Family[] => [...new Set(s.ipVersions)].sort().map((v) => (v === 4 ? "v4" : "v6"));
-const saveTool = (f: Family) => (f === "v4" ? "iptables" : "ip6tables");
+/** Which firewall owns this host's ruleset, and so which backend NotrackRule goes through. */
+export type NotrackBackend = "iptables" | "nftables" | "firewalld" | "iptables-services";
 
-/** Ledger item key of a rule: "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack". */
-export const ruleItem = (family: Family, table: string, chain: string, ruleKey: string) => `rule:${family}:${table}:${chain}:${ruleKey}`;
-
-/** One direction of the traffic a port carries: where its packets are filtered, and by which port field. */
-interface Direction {
-  chain: "INPUT" | "OUTPUT";
-  field: "dport" | "sport";
-  /** The packets that open a connection (a NEW-state accept gates them) or its replies. */
-  opens: boolean;
-}
-
-function directions(side: NotrackRuleSettings["side"]): Direction[] {
-  const server: Direction[] = [{ chain: "INPUT", field: "dport", opens: true }, { chain: "OUTPUT", field: "sport", opens: false }];
-  const client: Direction[] = [{ chain: "OUTPUT", field: "dport", opens: true }, { chain: "INPUT", field: "sport", opens: false }];
-  return side === "server" ? server : side === "client" ? client : [...server, ...client];
-}
-
-/** The raw-table rules that take the port out of tracking, in both directions of `side`. */
-function rawRules(side: NotrackRuleSettings["side"], proto: string, port: string): Array<{ chain: string; key: string }> {
-  const out: Array<{ chain: string; key: string }> = [];
-  for (const d of directions(side)) {
-    // Packets arriving pass PREROUTING; packets the host sends pass OUTPUT (PREROUTING never sees them).
-    const chain = d.chain === "INPUT" ? "PREROUTING" : "OUTPUT";
-    out.push({ chain, key: key({ proto, [d.field]: port, other: [], target: "CT --notrack" }) });
-  }
-  return out;
-}
-
-const terminal = (r: Rule) => r.target === "DROP" || r.target.startsWith("REJECT");
-const matchesPort = (r: Rule, proto: string, field: "dport" | "sport", port: string) =>
-  (r.proto === undefined || r.proto === proto) && portWithin(r[field], port) && (field === "dport" ? r.sport === undefined : r.dport === undefined);
-const stateful = (r: Rule) => r.ctstate !== undefined && !r.ctstate.split(",").includes("UNTRACKED");
-
-/** What the filter does today with the port's packets in one chain, seen as untracked packets. */
-function filterView(rs: Ruleset, d: Direction, proto: string, port: string) {
-  // The host's own rules: ours stand in for them, so they must not count as what the host does.
-  const rules = rs.rules.filter((r) => r.table === "filter" && r.chain === d.chain && !isOurs(r));
-  // Accepts that gate new connections: their source/interface limits are what the port was open to.
-  const gates = rules.filter((r) => r.target === "ACCEPT" && matchesPort(r, proto, d.field, port) && r.other.length === 0 && r.ctstate?.split(",").includes("NEW"));
-  const newState = rules.filter((r) => matchesPort(r, proto, d.field, port) && r.ctstate?.split(",").includes("NEW"));
-  let verdict: { drops: boolean; by: string } | undefined;
-  for (const r of rules) {
-    if (stateful(r) || r.other.length > 0 || r.source || r.inIface || r.outIface || r.dest || !matchesPort(r, proto, d.field, port)) continue;
-    if (r.target === "ACCEPT") { verdict = { drops: false, by: `-A ${d.chain} ${r.text}` }; break; }
-    if (terminal(r)) { verdict = { drops: true, by: `-A ${d.chain} ${r.text}` }; break; }
-  }
-  const policy = rs.policies.filter?.[d.chain] ?? "ACCEPT";
-  verdict ??= { drops: policy === "DROP", by: `the ${d.chain} policy ${policy}` };
-  return { gates, newState, verdict };
+export function backendOf(facts: HostFacts): NotrackBackend {
+  const ipt = facts.iptables;
+  if (ipt.firewalld) return "firewalld";
+  // nftables.service's `flush ruleset` at every start wipes iptables rules: it owns the ruleset.
+  if (ipt.nftablesService) return "nftables";
+  if (ipt.iptablesServices) return "iptables-services";
+  return "iptables";
 }
 
 /**
- * The source/interface limits of an accept, for a companion in `chain`: the same limits in the
- * same chain; mirrored for the replies in the other chain (an INPUT accept from 10.0.0.0/8 on
- * eth1 becomes an OUTPUT accept to 10.0.0.0/8 out of eth1).
- */
-function limitsFor(g: Rule, chain: string): Partial<Rule> {
-  if (g.chain === chain) return { source: g.source, dest: g.dest, inIface: g.inIface, outIface: g.outIface };
-  return { source: g.dest, dest: g.source, inIface: g.outIface, outIface: g.inIface };
-}
-
-/**
- * The pure heart of NotrackRule: the raw-table rules that take the ports out of tracking, the
- * filter rules that keep them answering (an UNTRACKED accept with the limits of the accepts it
- * stands in for), and what stops it or deserves a warning.
+ * The pure heart of NotrackRule: the rules that take the ports out of tracking and keep them
+ * answering, through the backend the host's firewall uses (one file per backend).
  */
 export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts): Wanted {
-  const ipt = facts.iptables;
-  const blockers: string[] = [];
-  const warnings: string[] = [];
-  const claims: Wanted["claims"] = {};
-  const persist = settings.persist;
-
-  if (ipt.backend === "none") blockers.push("iptables is not installed: install the iptables package");
-  if (ipt.otherBackendRules) blockers.push(`both iptables-${ipt.backend === "nft" ? "legacy" : "nft"} and iptables-${ipt.backend} hold rules on this host: untangle them first (iptables-legacy-save and iptables-nft-save show each)`);
-  for (const [svc, present] of [["firewalld", ipt.firewalld], ["nftables.service (native nftables)", ipt.nftablesService], ["iptables-services (/etc/sysconfig/iptables)", ipt.iptablesServices]] as const) {
-    if (present) blockers.push(`this host's firewall is ${svc}, which this version of NotrackRule can't persist through yet; use a host with netfilter-persistent, or manage it by hand`);
-  }
-  if (persist && !ipt.netfilterPersistent && ipt.backend !== "none") {
-    blockers.push("no way to keep the rules across reboots here: install iptables-persistent (netfilter-persistent), or set persist: false");
-  }
-
-  for (const family of families(settings)) {
-    const rs = parseRuleset(family === "v4" ? ipt.v4 : ipt.v6);
-    for (const port of settings.ports.map(String)) {
-      for (const r of rawRules(settings.side, settings.protocol, port)) claims[ruleItem(family, "raw", r.chain, r.key)] = { value: "present", persist };
-      for (const d of directions(settings.side)) {
-        const view = filterView(rs, d, settings.protocol, port);
-        for (const r of view.newState) {
-          warnings.push(`${saveTool(family)}: "-A ${d.chain} ${r.text}" matches --state NEW on port ${port}; untracked packets no longer match it${settings.acceptUntracked ? " (the UNTRACKED accept takes its place)" : ""}`);
-        }
-        if (!view.verdict.drops) continue;
-        // What the port was open to: the NEW-state accepts of the opening direction (for replies,
-        // those of the other chain, mirrored by limitsFor).
-        const opening = directions(settings.side).find((o) => o.opens && o.chain !== d.chain && o.field !== d.field);
-        const scopes = d.opens || !opening ? view.gates : filterView(rs, opening, settings.protocol, port).gates;
-        if (!settings.acceptUntracked) {
-          blockers.push(`${saveTool(family)}: untracked packets of port ${port} would be dropped by ${view.verdict.by}: set acceptUntracked: true, or accept them yourself`);
-          continue;
-        }
-        if (scopes.length === 0 && d.opens) {
-          warnings.push(`${saveTool(family)}: port ${port} isn't accepted in ${d.chain} (${view.verdict.by}); its untracked packets stay dropped, as they were before`);
-          continue;
-        }
-        if (!d.opens && d.chain === "INPUT" && scopes.length === 0) {
-          warnings.push(`${saveTool(family)}: INPUT now accepts untracked packets from source port ${port} (untracked replies to this host's own connections can't be told from unsolicited ones); use side: "server" if this host only serves port ${port}`);
-        }
-        const seen = new Set<string>();
-        for (const g of scopes.length > 0 ? scopes : [undefined]) {
-          const k = key({ ...(g ? limitsFor(g, d.chain) : {}), proto: settings.protocol, [d.field]: port, ctstate: "UNTRACKED", other: [], target: "ACCEPT" });
-          if (seen.has(k)) continue;
-          seen.add(k);
-          claims[ruleItem(family, "filter", d.chain, k)] = { value: "present", persist };
-        }
-      }
-      for (const r of rs.rules) {
-        const natted = r.table === "nat" && (r.target.startsWith("DNAT") || r.target.startsWith("REDIRECT")) && (r.proto === undefined || r.proto === settings.protocol) && portWithin(r.dport, port);
-        if (!natted) continue;
-        const message = `${saveTool(family)}: "-t nat -A ${r.chain} ${r.text}" rewrites port ${port}, and untracked packets skip NAT`;
-        if (settings.force) warnings.push(`${message} (going ahead: force is set)`);
-        else blockers.push(`${message}: drop that port from the rule, or set force: true`);
-      }
-    }
-  }
-  if (!persist) warnings.push("persist is false: the rules are gone at the next reboot or firewall reload");
-  return { claims, warnings, blockers, prepare: [] };
+  const wanted = wantBackend(settings, facts);
+  // The notrack target needs conntrack: another stack's KernelModuleSet may keep it out.
+  const keepers = keptUnloadedBy(currentLedger(facts), "nf_conntrack");
+  if (keepers.length > 0) wanted.blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} nf_conntrack unloaded on this host, which notrack rules need: destroy that KernelModuleSet (or set its state to "present") first`);
+  return wanted;
 }
+
+function wantBackend(settings: NotrackRuleSettings, facts: HostFacts): Wanted {
+  switch (backendOf(facts)) {
+    case "nftables":
+      return wantNftables(settings, facts);
+    case "firewalld":
+      return wantFirewalld(settings, facts);
+    default: // iptables, and iptables-services: the same rules, saved in /etc/sysconfig/iptables
+      return wantIptables(settings, facts);
+  }
+}
+

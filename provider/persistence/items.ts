@@ -1,3 +1,5 @@
+import type { HostFacts } from "../facts/host";
+
 /**
  * How persistence backends see what to keep: the managed items that at least one owner wants
  * persisted, with their agreed value, and the owners' labels for the files' headers.
@@ -23,7 +25,8 @@ export interface PersistInput {
  */
 export interface FileBackend {
   path: string;
-  render(input: PersistInput, current?: string): string | undefined;
+  /** `facts`: the host's, for a backend that applies only where the host persists that way. */
+  render(input: PersistInput, current?: string, facts?: HostFacts): string | undefined;
 }
 
 export function sysctlItems(items: PersistedItem[]): Array<{ key: string; value: string }> {

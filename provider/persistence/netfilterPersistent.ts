@@ -1,4 +1,5 @@
 import { ownComment, withComment } from "../facts/iptablesRules";
+import type { HostFacts } from "../facts/host";
 import type { FileBackend, PersistInput } from "./items";
 
 /**
@@ -67,7 +68,7 @@ export function renderRulesFile(current: string | undefined, rules: PersistedRul
 }
 
 /** The rules of one family that the ledger says to persist, as lines for the saved file. */
-function persistedRules(input: PersistInput, family: "v4" | "v6"): PersistedRule[] {
+export function persistedRules(input: PersistInput, family: "v4" | "v6"): PersistedRule[] {
   const rules: PersistedRule[] = [];
   for (const item of input.items) {
     if (!item.key.startsWith(`rule:${family}:`) || item.value !== "present") continue;
@@ -78,12 +79,15 @@ function persistedRules(input: PersistInput, family: "v4" | "v6"): PersistedRule
   return rules.sort((a, b) => (a.table + a.chain + a.args).localeCompare(b.table + b.chain + b.args));
 }
 
+/** Where iptables-services (and not netfilter-persistent) restores the rules, its files hold them instead. */
+const notHere = (facts?: HostFacts) => Boolean(facts?.iptables.iptablesServices && !facts.iptables.netfilterPersistent);
+
 export const rulesV4Backend: FileBackend = {
   path: "/etc/iptables/rules.v4",
-  render: (input, current) => renderRulesFile(current, persistedRules(input, "v4")),
+  render: (input, current, facts) => (notHere(facts) ? current : renderRulesFile(current, persistedRules(input, "v4"))),
 };
 
 export const rulesV6Backend: FileBackend = {
   path: "/etc/iptables/rules.v6",
-  render: (input, current) => renderRulesFile(current, persistedRules(input, "v6")),
+  render: (input, current, facts) => (notHere(facts) ? current : renderRulesFile(current, persistedRules(input, "v6"))),
 };

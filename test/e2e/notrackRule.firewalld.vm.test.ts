@@ -1,0 +1,150 @@
+import { connect, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LabHost } from "../lab/host";
+import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
+import { testStack, type TestStack } from "./harness";
+
+// NotrackRule on a host whose firewall is firewalld (Debian's package, nftables backend), through
+// the real pulumi CLI: the default zone (public) rejects what it doesn't know and allows SSH;
+// port 80 is not open. The rule opens it in the zone and adds the notrack as direct rules.
+const vmName = "nft-firewalld";
+let vm: LabHost;
+let httpPort: number;
+let stack: TestStack;
+
+async function sh(command: string): Promise<string> {
+  const r = await vmExec(vmName, command);
+  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** What firewalld holds, runtime and permanent, and its saved files, byte for byte. */
+const firewalldState = () =>
+  sh([
+    "firewall-cmd --list-all", "firewall-cmd --permanent --list-all",
+    "firewall-cmd --direct --get-all-rules", "firewall-cmd --permanent --direct --get-all-rules",
+    "for f in $(find /etc/firewalld -type f | sort); do echo \"$f $(sha256sum < $f)\"; done",
+  ].join("; echo ---; "));
+const rawRules = () => sh("iptables -t raw -S | grep -c -- '--dport 80 .*-j CT --notrack' || true");
+/** After a firewalld (re)start its direct rules appear only after a few seconds. */
+async function pollRawRules(want: string): Promise<string> {
+  let got = "";
+  for (let i = 0; i < 40 && got !== want; i++) {
+    got = await rawRules();
+    if (got !== want) await new Promise((r) => setTimeout(r, 500));
+  }
+  return got;
+}
+
+// One process holding every connection it accepted (see notrackRule.vm.test.ts).
+const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; use IO::Select; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my $sel = IO::Select->new($s); while (1) { for my $h ($sel->can_read) { if ($h == $s) { my $c = $s->accept or next; syswrite($c, "hello\\n"); $sel->add($c); } elsif (!sysread($h, my $buf, 512)) { $sel->remove($h); close $h; } } }\n';
+const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
+
+/** Opens `n` connections to the VM's port 80 from outside, one at a time, and holds them; counts those greeted within 4 s. */
+async function hold(n: number): Promise<{ ok: number; close(): void }> {
+  const held: Socket[] = [];
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    const greeted = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port: httpPort });
+      held.push(s);
+      const timer = setTimeout(() => resolve(false), 4000);
+      s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
+      s.on("error", () => { clearTimeout(timer); resolve(false); });
+    });
+    if (greeted) ok++;
+  }
+  return { ok, close: () => held.forEach((s) => s.destroy()) };
+}
+
+async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
+  const held = await hold(n);
+  try {
+    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
+  } finally {
+    held.close();
+  }
+}
+
+let original: string;
+
+beforeAll(async () => {
+  vm = await bootVm(vmName);
+  httpPort = (await vmHostJson(vmName)).httpPort;
+  // firewalld conflicts with netfilter-persistent (iptables.service is its alias on Debian).
+  await sh([
+    "systemctl disable --now netfilter-persistent >/dev/null 2>&1",
+    "systemctl enable --now firewalld >/dev/null 2>&1",
+    "firewall-cmd --state",
+    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+  ].join(" && "));
+  await startServer();
+  original = await firewalldState();
+  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+  stack = await testStack("notrack-rule", {
+    hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true },
+    notrack: { value: JSON.stringify({ ports: [80], side: "server" }) },
+  });
+});
+
+afterAll(async () => {
+  try {
+    await stack?.destroy().catch(() => undefined);
+    await stack?.dispose();
+  } finally {
+    await destroyVm(vmName);
+  }
+});
+
+describe("NotrackRule on a firewalld host", () => {
+  it("without the rule, port 80 is closed by the zone", async () => {
+    const held = await hold(2);
+    held.close();
+    expect(held.ok).toBe(0);
+  });
+
+  it("preview shows the zone port and the direct rules, changing nothing", async () => {
+    const t = Date.now();
+    const { stdout, changes } = await stack.preview();
+    console.log(`[figure] NotrackRule firewalld preview: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    expect(stdout).toMatch(/firewall-cmd --zone=public --add-port=80\/tcp\s*: "absent → present"/);
+    expect(stdout).toMatch(/firewall-cmd --direct --add-rule ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack\s*: "absent → present"/);
+    expect(await firewalldState()).toBe(original);
+  });
+
+  it("up opens the port and adds the notrack, runtime and permanent; port 80 answers and nothing is tracked", async () => {
+    const t = Date.now();
+    const { changes } = await stack.up();
+    console.log(`[figure] NotrackRule firewalld up: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    expect(await sh("firewall-cmd --permanent --direct --get-all-rules")).toContain("ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack");
+    expect(await rawRules()).toBe("1");
+    const held = await trackedWhileHeld(5);
+    console.log(`[figure] firewalld host with NotrackRule: ${held.ok}/5 greeted from outside, ${held.tracked} tracked`);
+    expect(held).toEqual({ ok: 5, tracked: 0 });
+    expect((await stack.up()).changes).toEqual({ same: 2 });
+  });
+
+  it("the rules come back after `systemctl restart firewalld` and after a reboot, and a preview is a no-op", async () => {
+    await sh("systemctl restart firewalld");
+    expect(await pollRawRules("1")).toBe("1");
+    await rebootVm(vmName);
+    expect(await pollRawRules("1")).toBe("1");
+    expect((await stack.preview()).changes).toEqual({ same: 2 });
+    await startServer();
+    expect(await trackedWhileHeld(3)).toEqual({ ok: 3, tracked: 0 });
+  });
+
+  it("destroy leaves the zone and the direct rules as found, but for a port opened by hand since", async () => {
+    await sh("firewall-cmd --quiet --zone=public --add-port=8080/tcp && firewall-cmd --quiet --permanent --zone=public --add-port=8080/tcp");
+    await stack.destroy();
+    expect(await rawRules()).toBe("0");
+    const now = await firewalldState();
+    expect(now).toContain("ports: 8080/tcp");
+    await sh("firewall-cmd --quiet --zone=public --remove-port=8080/tcp && firewall-cmd --quiet --permanent --zone=public --remove-port=8080/tcp");
+    const afterHand = await firewalldState();
+    console.log(`[figure] firewalld files after destroy:\n${afterHand.split("---").pop()}\nbefore:\n${original.split("---").pop()}`);
+    expect(afterHand.split("---").slice(0, 4)).toEqual(original.split("---").slice(0, 4));
+  });
+});

@@ -1,0 +1,169 @@
+import { connect, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LabHost } from "../lab/host";
+import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
+import { testStack, type TestStack } from "./harness";
+
+// NotrackRule on a host whose firewall is native nftables (Debian 12's nftables.service loading
+// /etc/nftables.conf, whose `flush ruleset` wipes iptables rules at every restart), through the
+// real pulumi CLI: INPUT drops by default and accepts SSH and NEW connections to port 80.
+const vmName = "nft-notrack";
+let vm: LabHost;
+let httpPort: number;
+let stack: TestStack;
+
+async function sh(command: string): Promise<string> {
+  const r = await vmExec(vmName, command);
+  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+const hostConf = `#!/usr/sbin/nft -f
+
+flush ruleset
+
+table inet filter {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		tcp dport 22 accept
+		ct state established,related accept
+		tcp dport 80 ct state new accept
+	}
+	chain forward {
+		type filter hook forward priority filter;
+	}
+	chain output {
+		type filter hook output priority filter;
+	}
+}
+`;
+
+const ruleset = () => sh("nft list ruleset");
+/** nftables.conf byte for byte (sh() trims its output). */
+const savedConf = async () => Buffer.from(await sh("base64 -w0 /etc/nftables.conf"), "base64").toString("utf8");
+const includeFile = "/etc/nftables.pulumi-conntrack.nft";
+
+// One process holding every connection it accepted (see notrackRule.vm.test.ts).
+const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; use IO::Select; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my $sel = IO::Select->new($s); while (1) { for my $h ($sel->can_read) { if ($h == $s) { my $c = $s->accept or next; syswrite($c, "hello\\n"); $sel->add($c); } elsif (!sysread($h, my $buf, 512)) { $sel->remove($h); close $h; } } }\n';
+
+/** Opens `n` connections to the VM's port 80 from outside, one at a time, and holds them; counts those greeted within 4 s. */
+async function hold(n: number): Promise<{ ok: number; close(): void }> {
+  const held: Socket[] = [];
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    const greeted = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port: httpPort });
+      held.push(s);
+      const timer = setTimeout(() => resolve(false), 4000);
+      s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
+      s.on("error", () => { clearTimeout(timer); resolve(false); });
+    });
+    if (greeted) ok++;
+  }
+  return { ok, close: () => held.forEach((s) => s.destroy()) };
+}
+
+/** Port-80 entries in the conntrack table while `n` connections from outside are held open. */
+async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
+  const held = await hold(n);
+  try {
+    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
+  } finally {
+    held.close();
+  }
+}
+
+/** Starts the port-80 server and waits until it listens (systemd-run returns before perl binds). */
+const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
+
+let originalRules: string;
+let originalConf: string;
+
+beforeAll(async () => {
+  vm = await bootVm(vmName);
+  httpPort = (await vmHostJson(vmName)).httpPort;
+  // netfilter-persistent would restore iptables rules beside nftables.service: this host has only the latter.
+  await sh([
+    `echo ${Buffer.from(hostConf).toString("base64")} | base64 -d > /etc/nftables.conf`,
+    "systemctl disable --now netfilter-persistent >/dev/null 2>&1",
+    "systemctl enable --now nftables >/dev/null 2>&1",
+    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+  ].join(" && "));
+  await startServer();
+  originalRules = await ruleset();
+  originalConf = await savedConf();
+  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+  stack = await testStack("notrack-rule", {
+    hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true },
+    notrack: { value: JSON.stringify({ ports: [80], side: "server" }) },
+  });
+});
+
+afterAll(async () => {
+  try {
+    await stack?.destroy().catch(() => undefined);
+    await stack?.dispose();
+  } finally {
+    await destroyVm(vmName);
+  }
+});
+
+describe("NotrackRule on a native nftables host", () => {
+  it("without the rule, port 80 answers and its connections are tracked", async () => {
+    expect(await trackedWhileHeld(5)).toEqual({ ok: 5, tracked: 5 });
+  });
+
+  it("preview shows the nft rules to add and names the ct state new rule, changing nothing", async () => {
+    const t = Date.now();
+    const { stdout, changes } = await stack.preview();
+    console.log(`[figure] NotrackRule nftables preview: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    expect(stdout).toMatch(/nft add rule inet pulumi_conntrack prerouting meta nfproto ipv4 tcp dport 80 notrack\s*: "absent → present"/);
+    expect(stdout).toMatch(/nft insert rule inet filter input meta nfproto ipv4 tcp dport 80 ct state untracked accept\s*: "absent → present"/);
+    expect(stdout).toContain('inet filter input: \\"tcp dport 80 ct state new accept\\" matches ct state new on port 80');
+    expect(await ruleset()).toBe(originalRules);
+  });
+
+  it("up adds our table and the untracked accept ahead of the host's drop, and includes them from nftables.conf", async () => {
+    const t = Date.now();
+    const { changes } = await stack.up();
+    console.log(`[figure] NotrackRule nftables up: ${Date.now() - t} ms`);
+    expect(changes).toMatchObject({ create: 2 });
+    const live = await ruleset();
+    expect(live).toMatch(/chain prerouting \{\n\t\ttype filter hook prerouting priority raw; policy accept;\n\t\tmeta nfproto ipv4 tcp dport 80 notrack comment "pulumi-conntrack"/);
+    expect(live).toMatch(/policy drop;\n\t\tmeta nfproto ipv4 tcp dport 80 ct state untracked accept comment "pulumi-conntrack"\n\t\tiif "lo" accept/);
+    expect(await savedConf()).toBe(`${originalConf}include "${includeFile}"\n`);
+    expect(await sh(`cat ${includeFile}`)).toContain("insert rule inet filter input meta nfproto ipv4 tcp dport 80 ct state untracked accept");
+    expect((await stack.up()).changes).toEqual({ same: 2 });
+  });
+
+  it("with the rule, port 80 still answers from outside and none of its connections is tracked", async () => {
+    const held = await trackedWhileHeld(5);
+    console.log(`[figure] nftables host with NotrackRule: ${held.ok}/5 greeted from outside, ${held.tracked} tracked`);
+    expect(held).toEqual({ ok: 5, tracked: 0 });
+  });
+
+  it("the rules come back after `systemctl restart nftables` and after a reboot, and a preview is a no-op", async () => {
+    const withRules = await ruleset();
+    await sh("systemctl restart nftables");
+    expect(await ruleset()).toBe(withRules);
+    const t = Date.now();
+    await rebootVm(vmName);
+    console.log(`[figure] nftables VM reboot: ${Date.now() - t} ms`);
+    expect(await ruleset()).toBe(withRules);
+    expect((await stack.preview()).changes).toEqual({ same: 2 });
+    await startServer();
+    expect(await trackedWhileHeld(3)).toEqual({ ok: 3, tracked: 0 });
+  });
+
+  it("destroy leaves the ruleset and nftables.conf as they were, but for a rule added by hand since", async () => {
+    await sh("nft add rule inet filter input tcp dport 8080 accept");
+    await stack.destroy();
+    const now = await ruleset();
+    expect(now.replace("\t\ttcp dport 8080 accept\n", "")).toBe(originalRules);
+    expect(now).toContain("tcp dport 8080 accept");
+    expect(await savedConf()).toBe(originalConf);
+    expect(await sh(`test -e ${includeFile} && echo there || echo gone`)).toBe("gone");
+  });
+});
