@@ -3,20 +3,8 @@ import { batchScript, parseBatch } from "./facts/reader";
 import { HostError } from "./transport/errors";
 import { openSession } from "./transport/ssh";
 import { connectionSchema } from "../sdk/connection";
+import type { ConntrackStatus } from "../sdk/getConntrackStatus";
 import { toTarget } from "./transport/target";
-
-/** What getConntrackStatus returns (see sdk/getConntrackStatus.ts for the meaning of each field). */
-export interface ConntrackStatus {
-  host: string;
-  count: number;
-  max: number;
-  buckets: number;
-  usage: number;
-  drop: number | null;
-  earlyDrop: number | null;
-  insertFailed: number | null;
-  tableFullMessages: string[];
-}
 
 /**
  * Reads the conntrack table's readings of one host in one round trip, from the PROGRAM process

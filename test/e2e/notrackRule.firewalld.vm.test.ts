@@ -1,8 +1,8 @@
-import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
+import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
 
 // NotrackRule on a host whose firewall is firewalld (Debian's package, nftables backend), through
 // the real pulumi CLI: the default zone (public) rejects what it doesn't know and allows SSH;
@@ -36,35 +36,7 @@ async function pollRawRules(want: string): Promise<string> {
   return got;
 }
 
-// One process holding every connection it accepted (see notrackRule.vm.test.ts).
-const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; use IO::Select; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my $sel = IO::Select->new($s); while (1) { for my $h ($sel->can_read) { if ($h == $s) { my $c = $s->accept or next; syswrite($c, "hello\\n"); $sel->add($c); } elsif (!sysread($h, my $buf, 512)) { $sel->remove($h); close $h; } } }\n';
 const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
-
-/** Opens `n` connections to the VM's port 80 from outside, one at a time, and holds them; counts those greeted within 4 s. */
-async function hold(n: number): Promise<{ ok: number; close(): void }> {
-  const held: Socket[] = [];
-  let ok = 0;
-  for (let i = 0; i < n; i++) {
-    const greeted = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: "127.0.0.1", port: httpPort });
-      held.push(s);
-      const timer = setTimeout(() => resolve(false), 4000);
-      s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
-      s.on("error", () => { clearTimeout(timer); resolve(false); });
-    });
-    if (greeted) ok++;
-  }
-  return { ok, close: () => held.forEach((s) => s.destroy()) };
-}
-
-async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
-  const held = await hold(n);
-  try {
-    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
-  } finally {
-    held.close();
-  }
-}
 
 let original: string;
 
@@ -76,7 +48,7 @@ beforeAll(async () => {
     "systemctl disable --now netfilter-persistent >/dev/null 2>&1",
     "systemctl enable --now firewalld >/dev/null 2>&1",
     "firewall-cmd --state",
-    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+    installHelloServer,
   ].join(" && "));
   await startServer();
   original = await firewalldState();
@@ -98,7 +70,7 @@ afterAll(async () => {
 
 describe("NotrackRule on a firewalld host", () => {
   it("without the rule, port 80 is closed by the zone", async () => {
-    const held = await hold(2);
+    const held = await holdConnections(httpPort, 2);
     held.close();
     expect(held.ok).toBe(0);
   });
@@ -120,7 +92,7 @@ describe("NotrackRule on a firewalld host", () => {
     expect(changes).toMatchObject({ create: 2 });
     expect(await sh("firewall-cmd --permanent --direct --get-all-rules")).toContain("ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack");
     expect(await rawRules()).toBe("1");
-    const held = await trackedWhileHeld(5);
+    const held = await trackedWhileHeld(sh, httpPort, 5);
     console.log(`[figure] firewalld host with NotrackRule: ${held.ok}/5 greeted from outside, ${held.tracked} tracked`);
     expect(held).toEqual({ ok: 5, tracked: 0 });
     expect((await stack.up()).changes).toEqual({ same: 2 });
@@ -133,7 +105,7 @@ describe("NotrackRule on a firewalld host", () => {
     expect(await pollRawRules("1")).toBe("1");
     expect((await stack.preview()).changes).toEqual({ same: 2 });
     await startServer();
-    expect(await trackedWhileHeld(3)).toEqual({ ok: 3, tracked: 0 });
+    expect(await trackedWhileHeld(sh, httpPort, 3)).toEqual({ ok: 3, tracked: 0 });
   });
 
   it("destroy leaves the zone and the direct rules as found, but for a port opened by hand since", async () => {

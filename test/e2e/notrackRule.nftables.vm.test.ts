@@ -1,8 +1,8 @@
-import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
+import { installHelloServer, trackedWhileHeld } from "./port80";
 
 // NotrackRule on a host whose firewall is native nftables (Debian 12's nftables.service loading
 // /etc/nftables.conf, whose `flush ruleset` wipes iptables rules at every restart), through the
@@ -44,35 +44,6 @@ const ruleset = () => sh("nft list ruleset");
 const savedConf = async () => Buffer.from(await sh("base64 -w0 /etc/nftables.conf"), "base64").toString("utf8");
 const includeFile = "/etc/nftables.pulumi-conntrack.nft";
 
-// One process holding every connection it accepted (see notrackRule.vm.test.ts).
-const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; use IO::Select; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my $sel = IO::Select->new($s); while (1) { for my $h ($sel->can_read) { if ($h == $s) { my $c = $s->accept or next; syswrite($c, "hello\\n"); $sel->add($c); } elsif (!sysread($h, my $buf, 512)) { $sel->remove($h); close $h; } } }\n';
-
-/** Opens `n` connections to the VM's port 80 from outside, one at a time, and holds them; counts those greeted within 4 s. */
-async function hold(n: number): Promise<{ ok: number; close(): void }> {
-  const held: Socket[] = [];
-  let ok = 0;
-  for (let i = 0; i < n; i++) {
-    const greeted = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: "127.0.0.1", port: httpPort });
-      held.push(s);
-      const timer = setTimeout(() => resolve(false), 4000);
-      s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
-      s.on("error", () => { clearTimeout(timer); resolve(false); });
-    });
-    if (greeted) ok++;
-  }
-  return { ok, close: () => held.forEach((s) => s.destroy()) };
-}
-
-/** Port-80 entries in the conntrack table while `n` connections from outside are held open. */
-async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
-  const held = await hold(n);
-  try {
-    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
-  } finally {
-    held.close();
-  }
-}
 
 /** Starts the port-80 server and waits until it listens (systemd-run returns before perl binds). */
 const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
@@ -88,7 +59,7 @@ beforeAll(async () => {
     `echo ${Buffer.from(hostConf).toString("base64")} | base64 -d > /etc/nftables.conf`,
     "systemctl disable --now netfilter-persistent >/dev/null 2>&1",
     "systemctl enable --now nftables >/dev/null 2>&1",
-    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+    installHelloServer,
   ].join(" && "));
   await startServer();
   originalRules = await ruleset();
@@ -111,7 +82,7 @@ afterAll(async () => {
 
 describe("NotrackRule on a native nftables host", () => {
   it("without the rule, port 80 answers and its connections are tracked", async () => {
-    expect(await trackedWhileHeld(5)).toEqual({ ok: 5, tracked: 5 });
+    expect(await trackedWhileHeld(sh, httpPort, 5)).toEqual({ ok: 5, tracked: 5 });
   });
 
   it("preview shows the nft rules to add and names the ct state new rule, changing nothing", async () => {
@@ -139,7 +110,7 @@ describe("NotrackRule on a native nftables host", () => {
   });
 
   it("with the rule, port 80 still answers from outside and none of its connections is tracked", async () => {
-    const held = await trackedWhileHeld(5);
+    const held = await trackedWhileHeld(sh, httpPort, 5);
     console.log(`[figure] nftables host with NotrackRule: ${held.ok}/5 greeted from outside, ${held.tracked} tracked`);
     expect(held).toEqual({ ok: 5, tracked: 0 });
   });
@@ -154,7 +125,7 @@ describe("NotrackRule on a native nftables host", () => {
     expect(await ruleset()).toBe(withRules);
     expect((await stack.preview()).changes).toEqual({ same: 2 });
     await startServer();
-    expect(await trackedWhileHeld(3)).toEqual({ ok: 3, tracked: 0 });
+    expect(await trackedWhileHeld(sh, httpPort, 3)).toEqual({ ok: 3, tracked: 0 });
   });
 
   it("destroy leaves the ruleset and nftables.conf as they were, but for a rule added by hand since", async () => {

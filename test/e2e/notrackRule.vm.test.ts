@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
-import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
+import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
 
 // The seed's second remedy on a real kernel, through the real pulumi CLI: a host whose INPUT
 // drops what it doesn't know, a server on port 80, a conntrack table of 16 entries, and 40
@@ -33,33 +33,6 @@ const ruleset = async () => {
 const savedFile = () => sh("cat /etc/iptables/rules.v4");
 const tableFullLines = async () => Number(await sh("dmesg | grep -c 'nf_conntrack: table full, dropping packet' || true"));
 
-// One process, many held connections: sshd under emulation can't greet 40 clients at once.
-// A client that gave up resets its connection: printing to it must not kill the server (SIGPIPE).
-// It holds each connection until the client closes it.
-const server = '$SIG{PIPE} = "IGNORE"; use IO::Socket::INET; use IO::Select; my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1) or die "listen: $!"; my $sel = IO::Select->new($s); while (1) { for my $h ($sel->can_read) { if ($h == $s) { my $c = $s->accept or next; syswrite($c, "hello\\n"); $sel->add($c); } elsif (!sysread($h, my $buf, 512)) { $sel->remove($h); close $h; } } }\n';
-
-/**
- * Opens `n` connections to the VM's port 80 from outside, four at a time (qemu's user-mode port
- * forward listens with a backlog of one: forty SYNs at once mostly wait out their retransmits),
- * and holds every one open; counts those the server greeted within 4 s.
- */
-async function load(n: number): Promise<{ ok: number; close(): void }> {
-  const held: Socket[] = [];
-  const one = () =>
-    new Promise<boolean>((resolve) => {
-      const s = connect({ host: "127.0.0.1", port: httpPort });
-      held.push(s);
-      const timer = setTimeout(() => resolve(false), 4000);
-      s.on("data", (d) => { if (d.toString().includes("hello")) { clearTimeout(timer); resolve(true); } });
-      s.on("error", () => { clearTimeout(timer); resolve(false); });
-    });
-  let started = 0;
-  let ok = 0;
-  const worker = async () => { while (started < n) { started++; if (await one()) ok++; } };
-  await Promise.all(Array.from({ length: 4 }, worker));
-  return { ok, close: () => held.forEach((s) => s.destroy()) };
-}
-
 /**
  * Fills the conntrack table with established (assured) connections the kernel can't evict, over
  * local connections to port 81, shrinks it to 16 entries, and runs the load from outside. All
@@ -87,21 +60,11 @@ async function loadWithFullTable(): Promise<{ ok: number; logged: number }> {
       child.on("close", () => { clearInterval(timer); if (out.includes(text)) resolve(); else reject(new Error(`held session ended before "${text}": ${out}`)); });
     });
   await saw("ready");
-  const result = await load(40);
+  const result = await holdConnections(httpPort, 40, 4);
   child.stdin.write("go\n");
   await saw("done");
   result.close();
   return { ok: result.ok, logged: (await tableFullLines()) - before };
-}
-
-/** Port-80 entries in the conntrack table while `n` connections from outside are held open. */
-async function trackedWhileHeld(n: number): Promise<{ ok: number; tracked: number }> {
-  const held = await load(n);
-  try {
-    return { ok: held.ok, tracked: Number(await sh("conntrack -L -p tcp --dport 80 2>/dev/null | grep -c ESTABLISHED || true")) };
-  } finally {
-    held.close();
-  }
 }
 
 let originalRules: string;
@@ -135,7 +98,7 @@ beforeAll(async () => {
     "iptables -P INPUT DROP",
     "netfilter-persistent save >/dev/null 2>&1",
     // (from a file: systemd-run would expand the script's $ signs)
-    `echo ${Buffer.from(server).toString("base64")} | base64 -d > /root/hello.pl`,
+    installHelloServer,
     "systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80",
     "systemd-run --quiet --unit pct-hello81 perl /root/hello.pl 81",
   ].join(" && "));
@@ -159,7 +122,7 @@ afterAll(async () => {
 
 describe("NotrackRule on a real kernel", () => {
   it("without the rule, a full table drops every new connection to port 80 and the kernel says so", async () => {
-    const held = await trackedWhileHeld(5);
+    const held = await trackedWhileHeld(sh, httpPort, 5);
     expect(held).toEqual({ ok: 5, tracked: 5 });
     const { ok, logged } = await loadWithFullTable();
     console.log(`[figure] without NotrackRule: ${ok}/40 greeted with a full table, ${logged} "table full" lines; ${held.tracked} of 5 held connections tracked`);
@@ -204,7 +167,7 @@ describe("NotrackRule on a real kernel", () => {
   });
 
   it("with the rule, every connection is greeted, none is tracked, and nothing is logged", async () => {
-    const held = await trackedWhileHeld(5);
+    const held = await trackedWhileHeld(sh, httpPort, 5);
     expect(held).toEqual({ ok: 5, tracked: 0 });
     const { ok, logged } = await loadWithFullTable();
     console.log(`[figure] with NotrackRule: ${ok}/40 greeted with a full table, ${logged} "table full" lines; ${held.tracked} of 5 held connections tracked`);
