@@ -50,7 +50,7 @@ export const loadToken = (module: ModuleName) => (module === "ip_conntrack" ? ".
  * The pure heart of ConntrackLimits: what it claims on this host, what stops it, what to warn
  * about. The engine turns the claims into live changes, files and ledger entries.
  */
-export function wantConntrackLimits(settings: ConntrackLimitsSettings, facts: HostFacts): Wanted & { memory: MemoryEstimate; desired: Record<string, string> } {
+export function wantConntrackLimits(settings: ConntrackLimitsSettings, facts: HostFacts, self?: { label: string }): Wanted & { memory: MemoryEstimate; desired: Record<string, string> } {
   const module = facts.conntrackModule.name;
   const desired = desiredValues(settings, module, facts.system.pageSize);
   const blockers: string[] = [];
@@ -61,7 +61,7 @@ export function wantConntrackLimits(settings: ConntrackLimitsSettings, facts: Ho
     blockers.push("the kernel has no nf_conntrack module (modinfo nf_conntrack finds nothing): install the kernel's modules package");
   }
   const keepers = keptUnloadedBy(currentLedger(facts), module);
-  if (keepers.length > 0) blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} ${module} unloaded on this host, and these values live in it: destroy that KernelModuleSet (or set its state to "present") first`);
+  if (keepers.length > 0) blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} ${module} unloaded on this host, which ${self?.label ?? "this ConntrackLimits"} needs (its values live in it): destroy that KernelModuleSet (or set its state to "present") first`);
   const globals = [settings.max !== undefined && "max", settings.hashsize !== undefined && "hashsize"].filter(Boolean).join(" and ");
   if (globals && !facts.system.initialNetns) {
     blockers.push(`${globals} are global to the kernel but this host is a network namespace of another machine: manage them on that machine, or drop them here (timeouts are per namespace and fine)`);

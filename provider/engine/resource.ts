@@ -148,11 +148,13 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
       if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
       const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
-      const wanted = kind.want(settings.data, facts, { label: labelOf(kind.type, news) });
-      if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       const label = labelOf(kind.type, news);
+      // A clash with another resource of this program comes first: it names both, where the
+      // host's ledger (a blocker below) can only name the one already applied.
       const clashes = kind.intents ? declareIntents(target.key, label, kind.intents(settings.data, facts)) : [];
       if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
+      const wanted = kind.want(settings.data, facts, { label });
+      if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
       const mine = ownersLabelled(currentLedger(facts), labels);
       let plan = mine.length === 0 ? spec.legacy?.preview(settings.data, facts, news, target) : undefined;

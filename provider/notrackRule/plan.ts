@@ -26,11 +26,11 @@ export function backendOf(facts: HostFacts): NotrackBackend {
  * The pure heart of NotrackRule: the rules that take the ports out of tracking and keep them
  * answering, through the backend the host's firewall uses (one file per backend).
  */
-export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts): Wanted {
+export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts, self?: { label: string }): Wanted {
   const wanted = wantBackend(settings, facts);
   // The notrack target needs conntrack: another stack's KernelModuleSet may keep it out.
   const keepers = keptUnloadedBy(currentLedger(facts), "nf_conntrack");
-  if (keepers.length > 0) wanted.blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} nf_conntrack unloaded on this host, which notrack rules need: destroy that KernelModuleSet (or set its state to "present") first`);
+  if (keepers.length > 0) wanted.blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} nf_conntrack unloaded on this host, which ${self?.label ?? "this NotrackRule"} needs (notrack rules work in it): destroy that KernelModuleSet (or set its state to "present") first`);
   return wanted;
 }
 

@@ -137,6 +137,6 @@ describe("across stacks", () => {
     const ledger = { format: 1, items: { "module:nf_conntrack": { original: "loaded", owners: { "p/other#1": { value: "absent", persist: true, label: "p/other/KernelModuleSet/bare" } } } } };
     const f = { ...base, files: { ...base.files, [ledgerPath]: JSON.stringify(ledger) } };
     const w = wantConntrackLimits(conntrackLimitsSettingsSchema.parse({ max: 262144 }), f);
-    expect(w.blockers).toContainEqual('p/other/KernelModuleSet/bare keeps nf_conntrack unloaded on this host, and these values live in it: destroy that KernelModuleSet (or set its state to "present") first');
+    expect(w.blockers).toContainEqual('p/other/KernelModuleSet/bare keeps nf_conntrack unloaded on this host, which this ConntrackLimits needs (its values live in it): destroy that KernelModuleSet (or set its state to "present") first');
   });
 });

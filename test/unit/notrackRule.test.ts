@@ -169,6 +169,6 @@ describe("across stacks", () => {
     const ledger = { format: 1, items: { "module:nf_conntrack": { original: "loaded", owners: { "p/other#1": { value: "absent", persist: true, label: "p/other/KernelModuleSet/bare" } } } } };
     const f = host(seed);
     const w = want({ ports: [80] }, { ...f, files: { ...f.files, "/var/lib/pulumi-conntrack/ledger.json": JSON.stringify(ledger) } });
-    expect(w.blockers).toContainEqual('p/other/KernelModuleSet/bare keeps nf_conntrack unloaded on this host, which notrack rules need: destroy that KernelModuleSet (or set its state to "present") first');
+    expect(w.blockers).toContainEqual('p/other/KernelModuleSet/bare keeps nf_conntrack unloaded on this host, which this NotrackRule needs (notrack rules work in it): destroy that KernelModuleSet (or set its state to "present") first');
   });
 });
