@@ -44,16 +44,25 @@ export function revertSteps(facts: HostFacts, plan: HostPlan): Step[] | undefine
   return steps;
 }
 
-/** Steps that arm a timer running `revert` after `seconds` unless the marker `armed` is gone. */
-function armSteps(dir: string, revert: Step[], seconds: number): Step[] {
+/**
+ * Steps that arm a timer running `revert` unless the marker `armed` is gone by then. The window
+ * starts when the apply is done (it writes `done`), however long the apply takes (firewall-cmd
+ * under load takes a minute); an apply that never gets there gives up waiting after `cap` s.
+ */
+function armSteps(dir: string, revert: Step[], seconds: number, cap: number): Step[] {
   // Whoever renames the marker first wins: the timer (then it reverts) or the disarm.
-  const timer = `sleep ${seconds}\nmv ${dir}/armed ${dir}/fired 2>/dev/null || exit 0\nsh ${dir}/revert.sh >${dir}/revert.log 2>&1\n`;
+  const timer = [
+    `i=0; while [ ! -e ${dir}/done ] && [ $i -lt ${cap} ]; do sleep 1; i=$((i+1)); done`,
+    `sleep ${seconds}`,
+    `mv ${dir}/armed ${dir}/fired 2>/dev/null || exit 0`,
+    `sh ${dir}/revert.sh >${dir}/revert.log 2>&1`,
+  ].join("\n") + "\n";
   return [
     ...writeFile(`${dir}/revert.sh`, renderScript(revert), "0600"),
     ...writeFile(`${dir}/timer.sh`, timer, "0600"),
     ...writeFile(`${dir}/armed`, "", "0600"),
     // setsid: the timer outlives this SSH session; its descriptors are closed so the session ends.
-    run(`arm the lockout guard (revert in ${seconds} s unless a new SSH connection disarms it)`, "setsid", "-f", "sh", "-c", 'exec sh "$0" </dev/null >/dev/null 2>&1', `${dir}/timer.sh`),
+    run(`arm the lockout guard (revert ${seconds} s after the apply unless a new SSH connection disarms it)`, "setsid", "-f", "sh", "-c", 'exec sh "$0" </dev/null >/dev/null 2>&1', `${dir}/timer.sh`),
   ];
 }
 
@@ -82,32 +91,27 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
 export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[]): Promise<void> {
   const seconds = guardWindow(target);
   const dir = `${guardRoot}/${randomBytes(6).toString("hex")}`;
-  const armedAt = Date.now();
-  const script = renderScript([run("clear the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds), ...steps]);
-  // If the change cuts this connection, the host still finishes the script: wait only so long
-  // that a fresh connection still has time to disarm.
-  const dialBudget = Math.min(target.perDialTimeout, seconds / 2);
-  const outcome: StepsOutcome | undefined = await Promise.race([
-    session(target).then((s) => s.run(script, what)).catch(() => undefined),
-    sleep((seconds - dialBudget) * 1000).then(() => undefined),
-  ]);
+  const done = run("start the lockout guard's window", "touch", `${dir}/done`);
+  const script = renderScript([run("create the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds, target.commandTimeout), ...steps, done]);
+  // If the change cuts this connection, the host still finishes the script; the call then fails
+  // (keepalives, or its timeout) and the disarm below can't get in either.
+  const outcome: StepsOutcome | undefined = await session(target).then((s) => s.run(script, what)).catch(() => undefined);
   if (outcome && outcome.code !== 0 && !outcome.stderr.includes("arm the lockout guard")) {
     checkOutcome(target.label, what, outcome); // failed before anything was armed
   }
-  const left = seconds - (Date.now() - armedAt) / 1000;
-  const result = await disarm(target, dir, Math.max(1, left - 1));
+  const result = await disarm(target, dir, seconds - 1);
   if (result.disarmed) {
     if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply, though a new one got in afterwards; nothing was reverted`, "run pulumi refresh, then pulumi up");
     checkOutcome(target.label, what, outcome);
     return;
   }
   // Nobody can disarm: let the timer fire, then see whether the host is reachable again.
-  await sleep(Math.max(0, armedAt + (seconds + 5) * 1000 - Date.now()));
+  await sleep((seconds + 5) * 1000);
   const back = await openSession({ ...target, dialErrorLimit: 3 }).then((s) => (s.close(), true), () => false);
   throw new HostError(
     target.label,
     "lockout",
-    `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself after ${seconds} s` +
+    `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply` +
       (back ? ", and SSH answers again" : ", but SSH still doesn't answer"),
     "the plan missed a rule that keeps SSH open (e.g. an accept in a chain of your own); accept the port's untracked packets yourself, then run pulumi up again",
   );
