@@ -2,7 +2,7 @@ import type { ConntrackLimitsSettings, TimeoutName } from "../../sdk/conntrackLi
 import type { HostFacts } from "../facts/host";
 import { sysctlDirs } from "../facts/files";
 import { run, tryRun, type Step } from "../engine/commands";
-import { keptUnloadedBy } from "../engine/ledger";
+import { keptUnloadedBy } from "../engine/moduleItems";
 import { currentLedger } from "../engine/plan";
 import type { Wanted } from "../engine/transaction";
 import { iptablesConfigPath, unloadsModules } from "../persistence/iptablesConfig";

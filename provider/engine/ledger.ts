@@ -117,13 +117,3 @@ export function reclaim(ledger: Ledger, owner: string, claims: Record<string, Cl
   }
   return { ledger: { format: ledgerFormat, items }, released };
 }
-
-/**
- * Labels of the owners (of any stack) that keep `module` unloaded on this host (a KernelModuleSet
- * with state "absent"): a resource that needs the module is refused naming them, rather than
- * failing later at the module load their modprobe.d line blocks.
- */
-export function keptUnloadedBy(ledger: Ledger, module: string): string[] {
-  const item = ledger.items[`module:${module}`];
-  return item ? Object.values(item.owners).filter((c) => c.value === "absent").map((c) => c.label).sort() : [];
-}

@@ -1,6 +1,22 @@
 import type { HostFacts } from "../facts/host";
 import type { KernelModuleFacts } from "../facts/modules";
 import { run, tryRun, type Step } from "./commands";
+import type { Ledger } from "./ledger";
+
+/** Ledger item key of a module: "module:nf_conntrack", value "loaded" or "absent". */
+export const moduleItem = (module: string) => `module:${module}`;
+export const loaded = "loaded";
+export const unloaded = "absent";
+
+/**
+ * Labels of the owners (of any stack) that keep `module` unloaded on this host (a KernelModuleSet
+ * with state "absent"): a resource that needs the module is refused naming them, rather than
+ * failing later at the module load their modprobe.d line blocks.
+ */
+export function keptUnloadedBy(ledger: Ledger, module: string): string[] {
+  const item = ledger.items[moduleItem(module)];
+  return item ? Object.values(item.owners).filter((c) => c.value === unloaded).map((c) => c.label).sort() : [];
+}
 
 /**
  * `modules` in an order that unloads them all: each module after every loaded module that holds
@@ -31,12 +47,12 @@ export const moduleDriver = {
   live(name: string, facts: HostFacts): string | undefined {
     const k = facts.kernelModules;
     if (!k) return undefined;
-    return k.loaded[name] || k.builtin.includes(name) ? "loaded" : "absent";
+    return k.loaded[name] || k.builtin.includes(name) ? loaded : unloaded;
   },
   set(changes: Array<{ name: string; to: string | null }>, facts: HostFacts): Step[] {
     const k = facts.kernelModules;
-    const unload = changes.filter((c) => c.to === "absent").map((c) => c.name);
-    const load = changes.filter((c) => c.to === "loaded").map((c) => c.name).sort();
+    const unload = changes.filter((c) => c.to === unloaded).map((c) => c.name);
+    const load = changes.filter((c) => c.to === loaded).map((c) => c.name).sort();
     const steps: Step[] = unloadOrder(unload, k).map((m) => run(`unload ${m}`, "rmmod", m));
     steps.push(...load.map((m) => run(`load ${m}`, "modprobe", m)));
     if (load.length > 0 && facts.system.udevadm) steps.push(tryRun("wait for udev", "udevadm", "settle", "--timeout=30"));

@@ -10,10 +10,7 @@ import { ruleUsers } from "./users";
 /** The facts KernelModuleSet reads (besides the engine's own: system and files). */
 export const kernelModuleSetFacts = ["kernelModules", "iptables"] as const;
 
-/** Ledger item key of a module: "module:nf_conntrack", value "loaded" or "absent". */
-export const moduleItem = (module: string) => `module:${module}`;
-export const loaded = "loaded";
-export const unloaded = "absent";
+import { loaded, moduleItem, unloaded } from "../engine/moduleItems";
 
 export interface ModulePlan extends Wanted {
   /** Each name given → what it stands for on this kernel ("xt_CT (an alias of …)", "not in this kernel"). */

@@ -1,6 +1,6 @@
 import type { NotrackRuleSettings } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../facts/host";
-import { keptUnloadedBy } from "../engine/ledger";
+import { keptUnloadedBy } from "../engine/moduleItems";
 import { currentLedger } from "../engine/plan";
 import type { Wanted } from "../engine/transaction";
 import { wantIptables } from "./iptables";
