@@ -75,7 +75,7 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
     const s = await openSession(fresh);
     try {
       const r = await s.run(`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`, "disarm the lockout guard");
-      return r.code === 0 ? { disarmed: true, why: "" } : { disarmed: false, why: "the timer had already fired" };
+      return r.code === 0 ? { disarmed: true, why: "" } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})` };
     } finally {
       s.close();
     }
@@ -95,13 +95,16 @@ export async function guardedApply(target: HostTarget, what: string, steps: Step
   const script = renderScript([run("create the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds, target.commandTimeout), ...steps, done]);
   // If the change cuts this connection, the host still finishes the script; the call then fails
   // (keepalives, or its timeout) and the disarm below can't get in either.
-  const outcome: StepsOutcome | undefined = await session(target).then((s) => s.run(script, what)).catch(() => undefined);
+  let lost = "";
+  const outcome: StepsOutcome | undefined = await session(target)
+    .then((s) => s.run(script, what))
+    .catch((err: Error) => ((lost = err.message), undefined));
   if (outcome && outcome.code !== 0 && !outcome.stderr.includes("arm the lockout guard")) {
     checkOutcome(target.label, what, outcome); // failed before anything was armed
   }
   const result = await disarm(target, dir, seconds - 1);
   if (result.disarmed) {
-    if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply, though a new one got in afterwards; nothing was reverted`, "run pulumi refresh, then pulumi up");
+    if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply (${lost}), though a new one got in afterwards; nothing was reverted`, "run pulumi refresh, then pulumi up");
     checkOutcome(target.label, what, outcome);
     return;
   }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
-import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
+import { holdConnections, installHelloServer, startHelloServer, trackedWhileHeld } from "./port80";
 
 // NotrackRule on a host whose firewall is firewalld (Debian's package, nftables backend), through
 // the real pulumi CLI: the default zone (public) rejects what it doesn't know and allows SSH;
@@ -36,7 +36,7 @@ async function pollRawRules(want: string): Promise<string> {
   return got;
 }
 
-const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
+const startServer = () => sh(startHelloServer);
 
 let original: string;
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
-import { installHelloServer, trackedWhileHeld } from "./port80";
+import { installHelloServer, startHelloServer, trackedWhileHeld } from "./port80";
 
 // NotrackRule on a host whose firewall is native nftables (Debian 12's nftables.service loading
 // /etc/nftables.conf, whose `flush ruleset` wipes iptables rules at every restart), through the
@@ -46,7 +46,7 @@ const includeFile = "/etc/nftables.pulumi-conntrack.nft";
 
 
 /** Starts the port-80 server and waits until it listens (systemd-run returns before perl binds). */
-const startServer = () => sh("systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1");
+const startServer = () => sh(startHelloServer);
 
 let originalRules: string;
 let originalConf: string;

@@ -11,6 +11,9 @@ export const helloServer =
 /** A shell command that writes helloServer to /root/hello.pl (from a file: systemd-run would expand its $ signs). */
 export const installHelloServer = `echo ${Buffer.from(helloServer).toString("base64")} | base64 -d > /root/hello.pl`;
 
+/** A shell command that starts the server on port 80 as a transient unit and waits until it listens. */
+export const startHelloServer = "systemd-run --quiet --unit pct-hello80 perl /root/hello.pl 80 && for i in $(seq 20); do ss -Hltn 'sport = :80' | grep -q . && exit 0; sleep 0.5; done; exit 1";
+
 /**
  * Opens `n` connections to 127.0.0.1:`port` (the VM's forwarded port 80) from outside, `parallel`
  * at a time (qemu's user-mode port forward listens with a backlog of one: many SYNs at once mostly
