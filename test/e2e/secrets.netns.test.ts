@@ -27,6 +27,7 @@ const secret = {
   login: distinct("LoginPw-Narwhal"),
   wrongPassphrase: distinct("WrongPassphrase-Quagga"),
   wrongSudo: distinct("WrongSudo-Tapir"),
+  rotatedSudo: distinct("RotatedSudo-Dugong"),
 };
 execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", secret.passphrase, "-C", "secrets-e2e", "-f", join(dir, "key")]);
 const privateKey = readFileSync(join(dir, "key"), "utf8");
@@ -52,10 +53,11 @@ function expectNoSecret(where: string, text: string): void {
 }
 
 /** A connection to the second sshd, which allows passwords; both users need sudo's password. */
-const byKey = (passphrase = secret.passphrase) => ({ host: host.host, port, user: "seckey", privateKey, privateKeyPassword: passphrase, hostKey: host.hostKey, sudo: { password: secret.keyUserSudo } });
+const byKey = (passphrase = secret.passphrase, sudoPassword = secret.keyUserSudo) => ({ host: host.host, port, user: "seckey", privateKey, privateKeyPassword: passphrase, hostKey: host.hostKey, sudo: { password: sudoPassword } });
 const byPassword = (sudoPassword = secret.login) => ({ host: host.host, port, user: "secpw", password: secret.login, hostKey: host.hostKey, sudo: { password: sudoPassword } });
 const setConnections = (key: object, password: object, udpTimeout = 31) =>
   stack.setConfig({ byKey: { value: JSON.stringify(key), secret: true }, byPassword: { value: JSON.stringify(password), secret: true }, udpTimeout: { value: String(udpTimeout) } });
+/** The engine's and its plugins' logs at -v=9, on stderr. */
 const verbose = { logVerbosity: 9, logToStdErr: true, logFlow: true, color: "never" as const };
 
 beforeAll(async () => {
@@ -99,7 +101,7 @@ afterAll(async () => {
   }
 });
 
-describe("connection secrets through a whole failed up, up, preview --diff and destroy", () => {
+describe("connection secrets through failed ups, up, preview --diff, refresh and destroy", () => {
   const seen: Record<string, string> = {};
 
   it("a wrong passphrase (refused in check) and a wrong sudo password fail naming host and step, not the values", async () => {
@@ -115,26 +117,37 @@ describe("connection secrets through a whole failed up, up, preview --diff and d
     expect(seen["up with a wrong sudo password (error, stdout, -v=9 stderr)"]).toContain(`secpw@${host.host}:${port}: sudo refused to run`);
   }, 180_000);
 
-  it("up, preview --diff of a change and destroy", async () => {
+  it("up, a sudo password rotated: preview --diff and up, refresh, destroy", async () => {
     await setConnections(byKey(), byPassword());
     const up = await stack.stack.up({ ...verbose, diff: true });
-    seen["up stdout"] = up.stdout;
+    seen["up output"] = up.stdout;
     seen["up -v=9 stderr"] = up.stderr;
     expect(up.outputs.statusHost.value).toBe(`secpw@${host.host}:${port}`);
     expect(up.stderr.length).toBeGreaterThan(20_000);
-    expect(up.stderr).toContain("seckey");
-    await setConnections(byKey(), byPassword(), 32);
+    // The SDK's debug line that printed the credentials outputs is there, with them masked.
+    expect(up.stderr).toMatch(/RegisterResource RPC finished: resource:by-key.*privateKeyPassword,+\[secret\]/);
+
+    const rotated = await hostExec(host, "chpasswd", { input: `seckey:${secret.rotatedSudo}\n` });
+    expect(rotated.code).toBe(0);
+    await setConnections(byKey(secret.passphrase, secret.rotatedSudo), byPassword(), 32);
     const preview = await stack.stack.preview({ ...verbose, diff: true });
-    seen["preview --diff stdout"] = preview.stdout;
+    seen["preview --diff output"] = preview.stdout;
     seen["preview -v=9 stderr"] = preview.stderr;
     expect(preview.stdout).toMatch(/~ .*udp/);
+    expect(preview.stdout).toMatch(/credentials\s*:\s*\[secret\]/);
+    const again = await stack.stack.up({ ...verbose, diff: true });
+    seen["second up output"] = again.stdout;
+    seen["second up -v=9 stderr"] = again.stderr;
+    const refresh = await stack.stack.refresh(verbose);
+    seen["refresh output and -v=9 stderr"] = refresh.stdout + refresh.stderr;
+
     // The automation API's exportStack adds --show-secrets: run the command a user would.
     const exported = execFileSync("pulumi", ["stack", "export", "--stack", "test"], { cwd: stack.stack.workspace.workDir, env: { ...process.env, ...stack.stack.workspace.envVars }, encoding: "utf8" });
     seen["stack export"] = exported;
     expect(exported).toContain('"user": "secpw"');
     expect(exported).toContain("ciphertext");
     const destroy = await stack.stack.destroy(verbose);
-    seen["destroy -v=9 stdout and stderr"] = destroy.stdout + destroy.stderr;
+    seen["destroy output and -v=9 stderr"] = destroy.stdout + destroy.stderr;
     seen["backend files (state, history, backups)"] = stack.backendFiles().join("\n");
   }, 300_000);
 
