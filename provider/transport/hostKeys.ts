@@ -112,9 +112,12 @@ export function judgeHostKey(presented: Buffer, trusted: HostKeyTrust): HostKeyV
 /** The host-key algorithms ssh2 can negotiate, in its own order of preference. */
 const negotiable = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
 
-/** The signature algorithms that prove a key of this type (an RSA key signs with any of three). */
+/**
+ * The signature algorithms that prove a key of this type (an RSA key signs with any of three).
+ * A DSA key is asked for only when it is the one trusted: ssh2 supports it, OpenSSH no longer offers it.
+ */
 function algorithmsFor(keyType: string): string[] {
-  return keyType === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : negotiable.filter((a) => a === keyType);
+  return keyType === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [...negotiable, "ssh-dss"].filter((a) => a === keyType);
 }
 
 /**

@@ -49,6 +49,7 @@ describe("host keys", () => {
     expect(hostKeyAlgorithms({ knownHosts: rsaOnly, host: "h", port: 22 }).slice(0, 3)).toEqual(["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]);
     expect(hostKeyAlgorithms({ knownHosts: `[h]:2200 ecdsa-sha2-nistp256 ${blobA.toString("base64")}\n`, host: "h", port: 2200 })[0]).toBe("ecdsa-sha2-nistp256");
     expect(hostKeyAlgorithms({ pinned: keyA, host: "h", port: 22 })[0]).toBe("ssh-ed25519");
+    expect(hostKeyAlgorithms({ pinned: `ssh-dss ${blobA.toString("base64")}`, host: "h", port: 22 })).toEqual(["ssh-dss", ...all]);
     for (const trust of [{ knownHosts: "", host: "h", port: 22 }, { pinned: fingerprint(blobA), host: "h", port: 22 }, { knownHosts: rsaOnly, host: "other", port: 22 }]) {
       expect(hostKeyAlgorithms(trust)).toEqual(all);
     }
