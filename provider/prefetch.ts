@@ -7,7 +7,7 @@ import { kernelModuleSetSettingsSchema } from "../sdk/kernelModuleSet.schema";
 import { notrackRuleSettingsSchema } from "../sdk/notrackRule.schema";
 import { firewallStateKind } from "./firewallState/provider";
 import { kernelModuleSetKind } from "./kernelModuleSet/provider";
-import { alwaysRead, type Prefetched } from "./engine/hostFacts";
+import { alwaysRead, isUnreachable, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
 import { openSession } from "./transport/ssh";
@@ -65,7 +65,7 @@ async function readHost(target: HostTarget, names: FactName[]): Promise<Prefetch
         s.close();
       }
     } catch (err) {
-      return { names, error: (err as Error).message };
+      return { names, error: (err as Error).message, unreachable: isUnreachable(err) };
     }
   });
 }

@@ -28,6 +28,8 @@ export interface Prefetched {
   /** The host's output of the batched script, or why it couldn't be read. */
   output?: string;
   error?: string;
+  /** The error is that no connection could be made (see isUnreachable). */
+  unreachable?: boolean;
   /** Read for a preview (show the plan) rather than for the update that follows. */
   preview?: boolean;
 }
@@ -67,4 +69,9 @@ export function seedPreviewFacts(target: HostTarget, names: FactName[], output: 
   if (!alwaysRead.every((n) => names.includes(n))) throw new HostError(target.label, "command", `prefetched facts lack ${alwaysRead.join(", ")}`);
   remember(target, names, Promise.resolve(facts));
   return facts;
+}
+
+/** No connection could be made or kept: the host is down, unroutable or not listening (not a refusal of our credentials or its key). */
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof HostError && (err.layer === "dns" || err.layer === "connect" || err.layer === "timeout" || err.layer === "disconnected");
 }
