@@ -47,7 +47,7 @@ export function unhealthy(before: Reading | undefined, now: Reading, check: Heal
       const is = now[c];
       if (is !== null && is > was) problems.push(`${c} rose by ${is - was} (${was} → ${is})`);
     }
-    if (now.tableFull > 0 && problems.length > 0) problems.push(`${now.tableFull} "table full, dropping packet" kernel lines`);
+    if (now.tableFull > 0 && problems.length > 0) problems.push(`the kernel logs "table full, dropping packet" (${now.tableFull} recent lines)`);
   }
   return problems;
 }
