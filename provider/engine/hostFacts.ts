@@ -70,8 +70,3 @@ export function seedPreviewFacts(target: HostTarget, names: FactName[], output: 
   remember(target, names, Promise.resolve(facts));
   return facts;
 }
-
-/** No connection could be made or kept: the host is down, unroutable or not listening (not a refusal of our credentials or its key). */
-export function isUnreachable(err: unknown): boolean {
-  return err instanceof HostError && (err.layer === "dns" || err.layer === "connect" || err.layer === "timeout" || err.layer === "disconnected");
-}
