@@ -149,8 +149,20 @@ export async function dial(label: string, hop: Hop, tunnel?: () => Promise<NodeJ
       if (attempt < hop.dialErrorLimit && spare > 0) await new Promise((r) => setTimeout(r, Math.min(500, spare)));
     }
   }
-  throw new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
-    `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`);
+  throw markUnreachable(new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
+    `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`));
+}
+
+/** Errors that say no connection could be made at all (not a refused key, login or command). */
+const unreachableErrors = new WeakSet<Error>();
+
+export function markUnreachable(err: HostError): HostError {
+  unreachableErrors.add(err);
+  return err;
+}
+
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof Error && unreachableErrors.has(err);
 }
 
 /** A tunnel to `host:port` through an open bastion connection, given up after `timeoutMs`. */
