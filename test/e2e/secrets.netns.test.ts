@@ -10,8 +10,9 @@ import { testStack, type TestStack } from "./harness";
 // The secrets of a connection (private key, its passphrase, login password, sudo passwords) stay
 // out of everything a user or the host can see: `pulumi stack export` and the backend's files, the
 // engine's -v=9 logs (plugins included), error messages, `preview --diff`, and the argv and
-// environment of every process the host starts during a whole failed up, up, preview and destroy
-// (execve traced on the sshd that serves the stack). Each value is distinctive and random per run.
+// environment of every process the host starts during two failed ups, two ups, a preview, a refresh
+// and a destroy (execve traced on the sshd that serves the stack). Each value is distinctive and
+// random per run.
 const prefix = "pcsec";
 const port = 2201;
 let host: LabHost;
@@ -81,6 +82,7 @@ beforeAll(async () => {
     "for i in $(seq 100); do [ -s /tmp/secrets-sshd.pid ] && break; sleep 0.05; done; cat /tmp/secrets-sshd.pid",
   ].join("\n");
   const r = await hostExec(host, "sh -s", { input: setup });
+  expect(r).toMatchObject({ code: 0, stderr: "" });
   const sshdPid = r.stdout.trim().split("\n").pop()!;
   tracer = spawn("strace", ["-f", "-e", "trace=execve", "-v", "-s", "4096", "-o", traceLog, "-p", sshdPid], { stdio: ["ignore", "ignore", "pipe"] });
   await new Promise<void>((resolve, reject) => {
