@@ -31,9 +31,13 @@ export interface FleetHost {
   name: string;
   /** How to reach the host. */
   connection: pulumi.Input<ConnectionInput>;
+  /** Overrides of the fleet's `conntrack` on this host, or false for no ConntrackLimits here. */
   conntrack?: Partial<Omit<ConntrackLimitsArgs, "connection">> | false;
+  /** Overrides of the fleet's `notrack` on this host, or false for no NotrackRule here. */
   notrack?: Partial<Omit<NotrackRuleArgs, "connection">> | false;
+  /** Overrides of the fleet's `firewall` on this host, or false for no FirewallState here. */
   firewall?: Partial<Omit<FirewallStateArgs, "connection">> | false;
+  /** Overrides of the fleet's `modules` on this host, or false for no KernelModuleSet here. */
   modules?: Partial<Omit<KernelModuleSetArgs, "connection">> | false;
 }
 
@@ -65,15 +69,21 @@ export interface FleetRollout {
 export interface FleetArgs extends FleetSettings {
   /** The hosts, in rollout order. A plain array: the waves are fixed when the program runs. */
   hosts: FleetHost[];
+  /** Waves, failure budget and health gates. Default: one wave of all hosts, gated, no failure allowed. */
   rollout?: FleetRollout;
 }
 
 /** A host's resources in a {@link Fleet}, by kind. */
 export interface FleetHostResources {
+  /** The host's wave, from 1. */
   wave: number;
+  /** Its ConntrackLimits, if the fleet declares one here. */
   conntrack?: ConntrackLimits;
+  /** Its NotrackRule, if the fleet declares one here. */
   notrack?: NotrackRule;
+  /** Its FirewallState, if the fleet declares one here. */
   firewall?: FirewallState;
+  /** Its KernelModuleSet, if the fleet declares one here. */
   modules?: KernelModuleSet;
 }
 
@@ -96,7 +106,7 @@ export class Fleet extends pulumi.ComponentResource {
   public readonly hosts: Record<string, FleetHostResources>;
   /** The readings each wave's gate took at its last run, by host. */
   public readonly readings: pulumi.Output<Record<string, unknown>>;
-  /** The readings as a table for people: `pulumi stack output <name> | column`... see docs. */
+  /** The readings as a table for people (export it, then `pulumi stack output <name>`). */
   public readonly statusTable: pulumi.Output<string>;
 
   /**
