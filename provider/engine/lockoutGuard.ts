@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { HostFacts } from "../facts/host";
 import { HostError } from "../transport/errors";
-import { session } from "../transport/pool";
 import { openSession } from "../transport/ssh";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step, type StepsOutcome } from "./commands";
+import { runJob } from "./hostJobs";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath } from "./ledger";
 import type { HostPlan } from "./plan";
@@ -96,9 +96,7 @@ export async function guardedApply(target: HostTarget, what: string, steps: Step
   // If the change cuts this connection, the host still finishes the script; the call then fails
   // (keepalives, or its timeout) and the disarm below can't get in either.
   let lost = "";
-  const outcome: StepsOutcome | undefined = await session(target)
-    .then((s) => s.run(script, what))
-    .catch((err: Error) => ((lost = err.message), undefined));
+  const outcome: StepsOutcome | undefined = await runJob(target, script, what).catch((err: Error) => ((lost = err.message), undefined));
   if (outcome && outcome.code !== 0 && !outcome.stderr.includes("arm the lockout guard")) {
     checkOutcome(target.label, what, outcome); // failed before anything was armed
   }

@@ -117,8 +117,10 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
   async function convergeResource(target: HostTarget, props: BaseInputs, ownerId: string, formerLabels: string[], rollback: boolean, adopted?: { ownerId: string; view: FactsView }): Promise<BaseOutputs> {
     const settings = settingsOf(props);
     const owner = { id: ownerId, label: labelOf(kind.type, props), formerLabels, alsoRelease: adopted ? [adopted.ownerId] : [] };
-    const { facts } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
-    return outputsOf(props, ownerId, facts, settings);
+    const { facts, earlier } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
+    const outputs = outputsOf(props, ownerId, facts, settings);
+    // A change cut from its connection earlier finished on the host: say how, once.
+    return earlier.length > 0 ? { ...outputs, warnings: [...earlier, ...(outputs.warnings ?? [])] } : outputs;
   }
 
   const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;

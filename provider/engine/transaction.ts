@@ -1,10 +1,10 @@
 import type { FactName, HostFacts } from "../facts/host";
 import type { FileBackend } from "../persistence/items";
 import { HostError } from "../transport/errors";
-import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
+import { runJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
 import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
@@ -60,6 +60,8 @@ export interface Converged {
   facts: HostFacts;
   plan: HostPlan;
   wanted: Wanted;
+  /** What the host reported of earlier changes whose connection was cut (see hostJobs.ts). */
+  earlier: string[];
 }
 
 /**
@@ -68,9 +70,9 @@ export interface Converged {
  * "leave": release everything this owner holds (destroy). A failed first apply is rolled back.
  */
 export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, options: { rollback: boolean; view?: FactsView }): Promise<Converged> {
-  return withHostTransaction(target, async (stillLocked) => {
+  return withHostTransaction(target, async (stillLocked, earlier) => {
     try {
-      return await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked);
+      return { ...(await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked)), earlier };
     } catch (err) {
       // After a lockout the host has reverted by itself, and our connection may be gone.
       const reverted = err instanceof HostError && err.layer === "lockout";
@@ -84,7 +86,7 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
   });
 }
 
-async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Converged> {
+async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Omit<Converged, "earlier">> {
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
   let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts, owner);
@@ -171,6 +173,6 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { 
 }
 
 async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {
-  const outcome = await (await session(target)).run(renderScript(steps), what);
+  const outcome = await runJob(target, renderScript(steps), what);
   checkOutcome(target.label, what, outcome);
 }
