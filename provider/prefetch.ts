@@ -10,6 +10,7 @@ import { kernelModuleSetKind } from "./kernelModuleSet/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
+import { isUnreachable } from "./transport/pool";
 import { openSession } from "./transport/ssh";
 import { parseTarget, toTarget, type HostTarget, type StoredConnection } from "./transport/target";
 
@@ -65,7 +66,7 @@ async function readHost(target: HostTarget, names: FactName[]): Promise<Prefetch
         s.close();
       }
     } catch (err) {
-      return { names, error: (err as Error).message };
+      return { names, error: (err as Error).message, unreachable: isUnreachable(err) };
     }
   });
 }

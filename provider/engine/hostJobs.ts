@@ -60,8 +60,9 @@ export async function runJob(target: HostTarget, script: string, what: string): 
     'mkdir -p "$j" || exit 1',
     `printf %s ${quote(Buffer.from(script, "utf8").toString("base64"))} | base64 -d >"$j/script" || exit 1`,
     `printf '%s\\n' ${quote(what.replace(/[\r\n|]/g, " "))} >"$j/what"`,
-    // The job writes its status last, through a rename: a record with `exit` is complete.
-    `setsid -f sh -c 'flock "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"' sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
+    // The job writes its status last, through a rename: a record with `exit` is complete. flock -o:
+    // what the job leaves running (the lockout guard's timer) doesn't hold the jobs' lock.
+    `setsid -f sh -c 'flock -o "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"' sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
     `i=0; while [ ! -e "$j/exit" ] && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
     `[ -e "$j/exit" ] || { echo "still running on the host after ${Math.round(polls / 5)} s (job $j)" >&2; exit 124; }`,
     // Removed only once its outcome went out: a cut connection leaves it for the next transaction.

@@ -4,6 +4,7 @@ import type { z } from "zod";
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
+import { markUnreachable } from "../transport/pool";
 import { parseTarget, toTarget, type HostTarget } from "../transport/target";
 import { declareIntents } from "./hostIntents";
 import { previewFacts, seedPreviewFacts, type Prefetched } from "./hostFacts";
@@ -148,6 +149,13 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       // program process when it could) so a preview shows live → desired for each item.
       const target = toTarget(parsed.data);
       const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
+      if (prefetched?.error && prefetched.unreachable && !prefetched.preview) {
+        // In an update, a host that can't be reached fails its own resources (create/update,
+        // naming it), not the whole run: a failed check stops every other host's changes too.
+        markUnreachable(target, prefetched.error);
+        differsFromHost.set(runKey(news), true);
+        return { inputs };
+      }
       if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
       const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
       const label = labelOf(kind.type, news);

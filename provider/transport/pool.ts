@@ -21,11 +21,22 @@ const opened = new Map<string, SshSession>();
  * error, so a dead host costs its dial bound once per operation, not once per resource.
  */
 const unreachable = new Map<string, HostError>();
-const unreachableLayers = new Set(["connect", "timeout", "dns"]);
+const unreachableLayers: ReadonlySet<string> = new Set(["connect", "timeout", "dns"]);
+
+/** A dial failure that says the host didn't let us in at all. */
+export function isUnreachable(err: unknown): err is HostError {
+  return err instanceof HostError && unreachableLayers.has(err.layer);
+}
+
+/** Records that another process of this run (the program's reads) found the host unreachable. */
+export function markUnreachable(target: HostTarget, message: string): void {
+  const [detail, fix] = message.replace(`${target.label}: `, "").split(". Fix: ");
+  unreachable.set(target.key, new HostError(target.label, "connect", detail, fix));
+}
 
 export function session(target: HostTarget): Promise<SshSession> {
   const down = unreachable.get(target.key);
-  if (down) return Promise.reject(new HostError(target.label, down.layer, `${down.detail} (found so by an earlier resource in this run: not dialled again)`, down.fix));
+  if (down) return Promise.reject(new HostError(target.label, down.layer, `${down.detail} (found so earlier in this run: not dialled again)`, down.fix));
   const pooled = sessions.get(target.key);
   // `gone` removes a lost connection a microtask later; a call in between must not get it either.
   // The pooled connection runs this caller's calls with this caller's settings (commandTimeout).
@@ -42,7 +53,7 @@ export function session(target: HostTarget): Promise<SshSession> {
     if (sessions.get(target.key) === opening) opened.set(target.key, open);
     return open.gone.then(forget);
   }, (err: unknown) => {
-    if (err instanceof HostError && unreachableLayers.has(err.layer)) unreachable.set(target.key, err);
+    if (isUnreachable(err)) unreachable.set(target.key, err);
     forget();
   });
   sessions.set(target.key, opening);
