@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { commandCount, dropSessions, holdCommands, onHost, scheduleDrops, sessionProcesses, spawnOnHost, vanishClients } from "../lab/sessions";
+import { commandCount, dropSessions, holdCommands, holdLockOnHost, onHost, scheduleDrops, sessionProcesses, vanishClients } from "../lab/sessions";
 import { boundedRun, killPulumiRun } from "./boundedRun";
 import { pulumiCli, testStack, type TestStack } from "./harness";
 
@@ -92,13 +92,15 @@ describe("faults and concurrency on namespaced hosts", () => {
     ];
     const schedule = scheduleDrops(points.map(({ during }, i) => ({ host: fleet[i], point: { during } })));
     // fleet[4]: cut in the middle of the apply. The job waits for the jobs' lock, which the test
-    // holds for 4 s from the apply's start; the connection is cut 1 s in, while the job is pending.
+    // takes once the lock step is done and holds until it has looked at the host; the connection is
+    // cut 1 s into the apply, while the job is pending.
     const mid = fleet[4];
     const base = commandCount(mid);
-    let jobLock: ReturnType<typeof spawnOnHost> | undefined;
+    let jobLock: { release(): Promise<void> } | undefined;
     const cutMid = (async () => {
+      while (commandCount(mid) - base < 3) await sleep(5);
+      jobLock = await holdLockOnHost(mid, "/run/pulumi-conntrack-jobs.lock");
       while (commandCount(mid) - base < 4) await sleep(5);
-      jobLock = spawnOnHost(mid, ["flock", "/run/pulumi-conntrack-jobs.lock", "sleep", "4"]);
       await sleep(1000);
       return dropSessions(mid);
     })();
@@ -108,24 +110,22 @@ describe("faults and concurrency on namespaced hosts", () => {
     console.log(`[figure] up with a cut at each boundary: ${failed.ms} ms; landed ${landed.map((l) => `${l.host}@${l.atCommand}`).join(", ")}, mid-apply ${cut.length} sessions`);
     expect(failed.overran).toBe(false);
     expect(landed.map((l) => l.atCommand)).toEqual(points.map((p) => p.during));
-    const table: string[] = [];
+    const states = await Promise.all(fleet.map(unit));
+    const steps = fleet.map((_, i) => (i < points.length ? points[i].step : "apply ConntrackLimits"));
+    console.log(`[figure] drop point → state after the failed up:\n  ${fleet.map((h, i) => `${h.name} cut before "${steps[i]}"${i === 4 ? " (mid-apply)" : ""}: ${states[i]}`).join("\n  ")}`);
     for (const [i, h] of fleet.entries()) {
       const message = failed.errors.get(`limits-${h.name}`)?.join("\n") ?? "";
-      const step = i < points.length ? points[i].step : "apply ConntrackLimits";
       expect(message).toContain(`root@${h.host}:22`);
-      expect(message).toContain(`closed while running "${step}"`);
-      const state = await unit(h);
-      table.push(`${h.name} cut before "${step}"${i === 4 ? " (mid-apply)" : ""}: ${state}`);
+      expect(message).toContain(`closed while running "${steps[i]}"`);
       // The job of the mid-apply cut is still waiting for the test's lock: as before, for now.
-      expect(i < points.length ? points[i].after : ["before"]).toContain(state);
+      expect(i < points.length ? points[i].after : ["before"], h.name).toContain(states[i]);
     }
     expect(failed.errors.get(`limits-${mid.name}`)!.join("\n")).toContain("the change goes on on the host by itself");
-    console.log(`[figure] drop point → state after the failed up:\n  ${table.join("\n  ")}`);
+    await jobLock!.release();
 
     // The next up waits for the job left running, reports how it ended, and converges everywhere.
     const again = await boundedRun(s.stack, home(s), "up", boundMs);
     expect(again.ok, again.output).toBe(true);
-    expect(jobLock!.exitCode).toBe(0);
     for (const h of fleet) expect(await unit(h), h.name).toBe("desired");
     const outputs = (await s.stack.outputs())[mid.name].value as { warnings: string[] };
     expect(outputs.warnings).toContainEqual(expect.stringContaining('an earlier "apply ConntrackLimits" lost its SSH connection; it went on on the host by itself and succeeded'));
@@ -173,16 +173,18 @@ describe("faults and concurrency on namespaced hosts", () => {
     const s = await limitsStack([{ name: h.name, connection: connection(h) }]);
     const base = commandCount(h);
     const run = boundedRun(s.stack, home(s), "up", boundMs);
+    // Kill it while the apply's job is pending on the host (the test holds the jobs' lock from the
+    // read on), then let the job run on its own.
+    while (commandCount(h) - base < 3) await sleep(5);
+    const jobLock = await holdLockOnHost(h, "/run/pulumi-conntrack-jobs.lock");
     while (commandCount(h) - base < 4) await sleep(5);
-    // Kill it while the apply's job is pending on the host (the test holds the jobs' lock 3 s).
-    const jobLock = spawnOnHost(h, ["flock", "/run/pulumi-conntrack-jobs.lock", "sleep", "3"]);
     await sleep(1000);
     killPulumiRun(home(s));
     expect((await run).ok).toBe(false);
-    const pending = JSON.stringify((await s.stack.exportStack()).deployment.pending_operations ?? []);
-    console.log(`[figure] pending operations after the kill: ${pending}`);
+    await jobLock.release();
+    const pending = ((await s.stack.exportStack()).deployment.pending_operations ?? []) as Array<{ type: string }>;
+    console.log(`[figure] pending operations after the kill: ${pending.map((p) => p.type).join(", ") || "none"}`);
     const output = await documentedRecovery(s);
-    expect(jobLock.exitCode).toBe(0);
     expect(output).not.toContain("pending operation");
     expect(await unit(h)).toBe("desired");
     expect(lockFree(h)).toBe(true);

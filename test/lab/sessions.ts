@@ -161,11 +161,23 @@ function listenerOf(h: LabHost): number {
 }
 
 /**
- * Runs `argv` inside the host's own namespaces (its network, and the mounts that give it its own
- * /run, /etc and /var/lib), as a command of the host that sshd didn't start.
+ * Takes the lock file `path` on the host (in its own /run, /tmp...) and holds it until release(),
+ * as a command of the host that sshd didn't start. Resolves once the lock is held.
  */
-export function spawnOnHost(h: LabHost, argv: string[]): ChildProcess {
-  return spawn("nsenter", ["-t", String(listenerOf(h)), "-m", "-n", ...argv], { stdio: "ignore" });
+export async function holdLockOnHost(h: LabHost, path: string): Promise<{ release(): Promise<void> }> {
+  // flock runs cat, which ends when its stdin closes; the lock goes with them.
+  const child: ChildProcess = spawn("nsenter", ["-t", String(listenerOf(h)), "-m", "-n", "flock", path, "sh", "-c", "echo held; exec cat"], { stdio: ["pipe", "pipe", "ignore"] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`${h.name}: flock ${path} ended (${code}) before it held the lock`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    release: () => {
+      child.stdin!.end();
+      return exited;
+    },
+  };
 }
 
 /** The same, waiting for its output. */
