@@ -3,7 +3,7 @@ import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
 import { quote } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
-import type { StepsOutcome } from "./commands";
+import type { Step, StepsOutcome } from "./commands";
 
 /**
  * Changes run on the host as jobs detached from the SSH session (setsid): a connection that drops
@@ -21,6 +21,7 @@ const jobsDir = '"$d/pulumi-conntrack-jobs"';
 /** Held by a running job; the next transaction waits for it before it reads anything. */
 const jobLock = '"$d/pulumi-conntrack-jobs.lock"';
 const orphanMark = "@@pulumi-conntrack-orphan ";
+const stillRunning = "@@pulumi-conntrack-job-running";
 
 /** Shell lines that point `d` at the host's state directory (/run, or /tmp where /run isn't writable). */
 export const hostStateDir = stateDir;
@@ -48,12 +49,39 @@ export function orphanReports(said: string): string[] {
 }
 
 /**
- * Runs `script` on the host as a detached job and waits for its outcome, within the target's
- * commandTimeout. A connection that breaks meanwhile fails the call, and the job goes on.
+ * A step of a job that tells the waiting SSH call the job's first part is done (see startJob).
+ * `$J` is the job's own directory, set by the launcher.
  */
-export async function runJob(target: HostTarget, script: string, what: string): Promise<StepsOutcome> {
-  const id = randomBytes(6).toString("hex");
+export const firstPartDone: Step = { name: "report the first part done", shell: ': >"$J/ready"' };
+
+/** The shell that waits for job `id` to reach `marker` (or its end) and prints what it said so far. */
+function waiter(target: HostTarget, id: string, marker: "exit" | "ready"): string {
   const polls = Math.ceil(target.commandTimeout * 5) + 25;
+  const reached = marker === "exit" ? '[ -e "$j/exit" ]' : '{ [ -e "$j/exit" ] || [ -e "$j/ready" ]; }';
+  return [
+    `i=0; while ! ${reached} && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
+    `${reached} || { echo "still running on the host after ${Math.round(polls / 5)} s (job $j)" >&2; exit 124; }`,
+    // A finished job's record is removed only once its outcome went out: a cut connection leaves
+    // it for the next transaction. A job still running keeps it anyway.
+    `[ -e "$j/exit" ] || { cat "$j/out"; cat "$j/err" >&2; echo ${stillRunning} >&2; exit 0; }`,
+    'cat "$j/out" && cat "$j/err" >&2 && s=$(cat "$j/exit") && rm -rf "$j" && exit "$s"',
+    "exit 1",
+  ].join("\n");
+}
+
+/** What a started job did so far; `finished` once it ended (its record is gone then). */
+export interface JobOutcome extends StepsOutcome {
+  id: string;
+  finished: boolean;
+}
+
+/**
+ * Starts `script` on the host as a detached job and waits, within the target's commandTimeout,
+ * for its end, or with `until: "ready"` for its step firstPartDone. A connection that breaks
+ * meanwhile fails the call, and the job goes on.
+ */
+export async function startJob(target: HostTarget, script: string, what: string, until: "exit" | "ready" = "exit"): Promise<JobOutcome> {
+  const id = randomBytes(6).toString("hex");
   const launcher = [
     stateDir,
     `j=${jobsDir}/${id}`,
@@ -62,15 +90,29 @@ export async function runJob(target: HostTarget, script: string, what: string): 
     `printf '%s\\n' ${quote(what.replace(/[\r\n|]/g, " "))} >"$j/what"`,
     // The job writes its status last, through a rename: a record with `exit` is complete. flock -o:
     // what the job leaves running (the lockout guard's timer) doesn't hold the jobs' lock.
-    `setsid -f sh -c 'flock -o "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"' sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
-    `i=0; while [ ! -e "$j/exit" ] && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
-    `[ -e "$j/exit" ] || { echo "still running on the host after ${Math.round(polls / 5)} s (job $j)" >&2; exit 124; }`,
-    // Removed only once its outcome went out: a cut connection leaves it for the next transaction.
-    'cat "$j/out" && cat "$j/err" >&2 && s=$(cat "$j/exit") && rm -rf "$j" && exit "$s"',
-    "exit 1",
+    `setsid -f sh -c 'J="$2" flock -o "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"' sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
+    waiter(target, id, until),
   ].join("\n");
+  return withCutNote(target, async () => {
+    const r = await (await session(target)).run(launcher, what);
+    const running = r.stderr.includes(`${stillRunning}\n`);
+    return { ...r, stderr: r.stderr.replace(`${stillRunning}\n`, ""), id, finished: !running };
+  });
+}
+
+/** Waits for the end of job `id`, started with `until: "ready"`. */
+export function finishJob(target: HostTarget, id: string, what: string): Promise<StepsOutcome> {
+  return withCutNote(target, async () => (await session(target)).run([stateDir, `j=${jobsDir}/${id}`, waiter(target, id, "exit")].join("\n"), what));
+}
+
+/** Runs `script` on the host as a detached job and waits for its outcome (see startJob). */
+export function runJob(target: HostTarget, script: string, what: string): Promise<StepsOutcome> {
+  return startJob(target, script, what);
+}
+
+async function withCutNote<T>(target: HostTarget, call: () => Promise<T>): Promise<T> {
   try {
-    return await (await session(target)).run(launcher, what);
+    return await call();
   } catch (err) {
     if (err instanceof HostError && (err.layer === "disconnected" || err.layer === "timeout")) {
       throw new HostError(target.label, err.layer, `${err.detail}; if it had started, the change goes on on the host by itself, and the next operation on this host waits for it and reports how it ended`, "run pulumi up again");

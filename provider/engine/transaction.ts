@@ -107,8 +107,7 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
     const { ledger, files, values, persist } = applySteps(seen.facts, plan, removeExtra);
     const revert = revertSteps(seen.facts, plan);
     if (revert) {
-      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert);
-      await runSteps(target, `persist ${kind.type}`, [...files, ...persist]);
+      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert, [...files, ...persist]);
     } else {
       await runSteps(target, `apply ${kind.type}`, [...ledger, ...files, ...values, ...persist]);
     }
@@ -143,8 +142,9 @@ function refuseConflicts(target: HostTarget, type: string, plan: HostPlan): void
  * The order that keeps every failure recoverable: first the ledger with both the items being
  * claimed and those being released (so originals are on the host before anything changes, and
  * still there if we stop half way), then files, then live values, then the final ledger. Under
- * the lockout guard the live values come before the files (`persist`), which are written only
- * once a new connection got in: a reboot before that boots into what was persisted before.
+ * the lockout guard the live values come before the files (`persist`), which the same job on the
+ * host writes only once a new connection got in and disarmed the guard (lockoutGuard.ts): a reboot
+ * before that boots into what was persisted before, and a connection lost after it doesn't stop it.
  */
 function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { ledger: Step[]; files: Step[]; values: Step[]; persist: Step[] } {
   const ledger: Step[] = [];

@@ -59,7 +59,7 @@ async function documentedRecovery(s: TestStack): Promise<string> {
 }
 
 beforeAll(async () => {
-  hosts = await startHosts(10, prefix);
+  hosts = await startHosts(12, prefix);
 });
 
 afterAll(async () => {
@@ -132,6 +132,43 @@ describe("faults and concurrency on namespaced hosts", () => {
     for (const h of fleet) expect(lockFree(h), h.name).toBe(true);
     await s.destroy();
     for (const h of fleet) expect(await unit(h), h.name).toBe("before");
+  });
+
+  it("NotrackRule: a cut after the guarded apply, at the disarm or while waiting for the job, leaves the rules with their accept and the host finishes the change", async () => {
+    const fleet = hosts.slice(10, 12);
+    for (const h of fleet) {
+      inNs(h, "sh", "-c", "iptables -A INPUT -p tcp --dport 22 -j ACCEPT && iptables -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT && iptables -A INPUT -p tcp -m state --state NEW --dport 80 -j ACCEPT && iptables -P INPUT DROP");
+      holdCommands(h, hold);
+    }
+    /** Ours: the raw rules and the accept, and the ledger; all there (with the ledger's final owners) or none. */
+    const notrackUnit = async (h: LabHost) => {
+      const rules = inNs(h, "iptables-save").split("\n").filter((l) => l.includes("pulumi-conntrack"));
+      const raw = rules.filter((l) => /NOTRACK|CT --notrack/.test(l)).length;
+      const accept = rules.filter((l) => l.includes("UNTRACKED")).length;
+      const ledger = (await hostExec(h, "cat /var/lib/pulumi-conntrack/ledger.json 2>/dev/null")).stdout;
+      if (raw === 0 && accept === 0 && ledger === "") return "before";
+      if (raw === 2 && accept === 1 && ledger.includes(`NotrackRule/notrack-${h.name}`)) return "desired";
+      return `half: ${raw} raw rules, ${accept} accepts, ledger ${ledger ? "present" : "absent"}`;
+    };
+    const s = await testStack("notrack-rule", { ...hostsConfig(fleet.map((h) => ({ name: h.name, connection: connection(h) }))), notrack: { value: JSON.stringify({ ports: [80], side: "server", persist: false }) } });
+    stacks.push(s);
+    // Commands: 1 program read, 2 lock, 3 read, 4 the guarded apply (returns once the rules are
+    // in), 5 the disarm over a new connection, 6 wait for the job to persist, 7 verify.
+    const schedule = scheduleDrops([{ host: fleet[0], point: { during: 5 } }, { host: fleet[1], point: { during: 6 } }]);
+    const first = await boundedRun(s.stack, home(s), "up", boundMs, { continueOnError: true });
+    const landed = await schedule.stop();
+    const states = await Promise.all(fleet.map(notrackUnit));
+    console.log(`[figure] NotrackRule up with cuts: ${first.ms} ms; ${fleet.map((h, i) => `${h.name} cut at command ${landed.find((l) => l.host === h.name)?.atCommand}: ${states[i]}, ${first.errors.has(`notrack-${h.name}`) ? "failed" : "succeeded"}`).join("; ")}`);
+    expect(landed.map((l) => l.atCommand).sort()).toEqual([5, 6]);
+    // The disarm got in before its connection was cut: the client finds it disarmed after the window and finishes.
+    expect(first.errors.has(`notrack-${fleet[0].name}`), first.output).toBe(false);
+    expect(first.errors.get(`notrack-${fleet[1].name}`)?.join("\n")).toMatch(new RegExp(`root@${fleet[1].host.replace(/\./g, "\\.")}:22: .*closed while running "apply NotrackRule".*the change goes on on the host by itself`));
+    expect(states).toEqual(["desired", "desired"]);
+    const again = await boundedRun(s.stack, home(s), "up", boundMs);
+    expect(again.ok, again.output).toBe(true);
+    expect(((await s.stack.outputs())[fleet[1].name].value as { warnings: string[] }).warnings).toContainEqual(expect.stringContaining('an earlier "apply NotrackRule" lost its SSH connection; it went on on the host by itself and succeeded'));
+    await s.destroy();
+    expect(await Promise.all(fleet.map(notrackUnit))).toEqual(["before", "before"]);
   });
 
   it("a client that vanishes without a FIN mid-apply: its sshd and lock holder live on, the next up takes the lock over within the lease, after the documented recovery", async () => {
