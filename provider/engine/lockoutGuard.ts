@@ -70,18 +70,20 @@ function armSteps(dir: string, revert: Step[], seconds: number, cap: number): St
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Opens a NEW connection (not the pooled one) within `seconds` and disarms; false if it can't. */
-async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string }> {
+async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string; gotIn: boolean }> {
   const fresh = { ...target, dialErrorLimit: 1, perDialTimeout: Math.max(1, Math.min(target.perDialTimeout, seconds)), commandTimeout: Math.max(5, seconds) };
+  let gotIn = false;
   try {
     const s = await openSession(fresh);
+    gotIn = true;
     try {
       const r = await s.run(`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`, "disarm the lockout guard");
-      return r.code === 0 ? { disarmed: true, why: "" } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})` };
+      return r.code === 0 ? { disarmed: true, why: "", gotIn } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})`, gotIn };
     } finally {
       s.close();
     }
   } catch (err) {
-    return { disarmed: false, why: (err as Error).message };
+    return { disarmed: false, why: err instanceof HostError ? err.detail : (err as Error).message, gotIn };
   }
 }
 
@@ -140,6 +142,10 @@ export async function guardedApply(target: HostTarget, what: string, steps: Step
   await sleep((seconds + 5) * 1000);
   const state = await guardState(target, dir);
   if (state === "disarmed") return disarmed();
+  if (result.gotIn) {
+    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash).
+    throw new HostError(target.label, "disconnected", `${what}: a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply, as it does when nobody disarms it`, "run pulumi up again");
+  }
   throw new HostError(
     target.label,
     "lockout",

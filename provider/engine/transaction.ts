@@ -78,7 +78,8 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
       const reverted = err instanceof HostError && err.layer === "lockout";
       if (options.rollback && settings !== undefined && !reverted) {
         await convergeLocked(kind, target, owner, undefined, asIs, stillLocked).catch((rollbackErr: Error) => {
-          throw new HostError(target.label, "command", `${(err as Error).message}; rolling back also failed: ${rollbackErr.message}`);
+          const said = (e: Error) => (e instanceof HostError ? `${e.detail}${e.fix ? ` (fix: ${e.fix})` : ""}` : e.message);
+          throw new HostError(target.label, "command", `${said(err as Error)}; rolling back also failed: ${said(rollbackErr)}`);
         });
       }
       throw err;
