@@ -34,7 +34,7 @@ export function collectOrphansScript(waitSeconds: number): string {
   return [
     `flock -w ${waitSeconds} ${jobLock} true || { echo "an earlier change is still running on this host after ${waitSeconds} s (its lock is ${jobLock.replace(/"/g, "")})" >&2; exit 1; }`,
     `for j in ${jobsDir}/*/; do [ -d "$j" ] || continue;`,
-    `  w=$(cat "$j/what" 2>/dev/null); s=$(cat "$j/exit" 2>/dev/null || echo killed); e=$(grep -v '^@@pulumi-conntrack-step ' "$j/err" 2>/dev/null | tail -n 3 | tr '\\n' ' ');`,
+    `  w=$(cat "$j/what" 2>/dev/null); s=$(cat "$j/exit" 2>/dev/null || echo killed); e=$(grep -v '^@@pulumi-conntrack-' "$j/err" 2>/dev/null | tail -n 3 | tr '\\n' ' ');`,
     `  printf '${orphanMark}%s|%s|%s\\n' "$w" "$s" "$e"; rm -rf "$j"; done`,
   ].join("\n");
 }
@@ -103,11 +103,6 @@ export async function startJob(target: HostTarget, script: string, what: string,
 /** Waits for the end of job `id`, started with `until: "ready"`. */
 export function finishJob(target: HostTarget, id: string, what: string): Promise<StepsOutcome> {
   return withCutNote(target, async () => (await session(target)).run([stateDir, `j=${jobsDir}/${id}`, waiter(target, id, "exit")].join("\n"), what));
-}
-
-/** Runs `script` on the host as a detached job and waits for its outcome (see startJob). */
-export function runJob(target: HostTarget, script: string, what: string): Promise<StepsOutcome> {
-  return startJob(target, script, what);
 }
 
 async function withCutNote<T>(target: HostTarget, call: () => Promise<T>): Promise<T> {

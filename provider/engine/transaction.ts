@@ -4,7 +4,7 @@ import { HostError } from "../transport/errors";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
-import { runJob } from "./hostJobs";
+import { startJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
 import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
@@ -174,6 +174,6 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { 
 }
 
 async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {
-  const outcome = await runJob(target, renderScript(steps), what);
+  const outcome = await startJob(target, renderScript(steps), what);
   checkOutcome(target.label, what, outcome);
 }
