@@ -203,7 +203,9 @@ const rootCheck = `[ "$(id -u)" = 0 ] || { echo ${quote(notRootMark)} >&2; exit 
 /** What sudo says when it won't run a command, most telling first (it also prints warnings, e.g. "unable to resolve host"). */
 const sudoRefusals: Array<{ said: RegExp; fix: (user: string) => string }> = [
   { said: /is not in the sudoers file|is not allowed to (execute|run)|may not run sudo/, fix: (user) => `give ${user} sudo rights on the host (a line in /etc/sudoers.d), or log in as a user who has them` },
-  { said: /incorrect password|no password was provided|Sorry, try again/, fix: (user) => `check connection.sudo.password: it must be ${user}'s password on the host` },
+  { said: /incorrect password/, fix: (user) => `check connection.sudo.password: it must be ${user}'s password on the host` },
+  { said: /Sorry, try again|no password was provided/, fix: (user) => `check connection.sudo.password: it must be ${user}'s password on the host` },
+  { said: /must have a tty/, fix: (user) => `the host's sudoers has "Defaults requiretty": exempt ${user} (Defaults:${user} !requiretty)` },
   { said: /a password is required|a terminal is required/, fix: () => "allow the user passwordless sudo (NOPASSWD in sudoers), or pass connection.sudo = { password }" },
 ];
 
@@ -218,7 +220,7 @@ function notRoot(target: HostTarget, what: string, stderr: string): HostError | 
   }
   for (const refusal of sudoRefusals) {
     const said = lines.find((l) => refusal.said.test(l));
-    if (said) return new HostError(label, "sudo", `sudo refused to run "${what}" as root for ${user}: ${said}`, refusal.fix(user));
+    if (said) return new HostError(label, "sudo", `sudo refused to run "${what}" as root for ${user}: ${said.replace(/\.$/, "")}`, refusal.fix(user));
   }
   return undefined;
 }
