@@ -70,6 +70,8 @@ function declared(pool: string[], perType: Record<string, number>) {
 
 const hostileNames = names();
 const resourceCount = hostileNames.length;
+/** Every resource of both stacks. */
+const resources: Array<{ type: string; name: string }> = [];
 let noPassword: TestStack;
 let withPassword: TestStack;
 
@@ -90,7 +92,7 @@ const directives = async () => {
 };
 const expectedDirectives = {
   "/etc/sysctl.d/90-pulumi-conntrack.conf": ["net.netfilter.nf_conntrack_max = 131072", "net.netfilter.nf_conntrack_tcp_timeout_established = 7200"],
-  "/etc/modprobe.d/pulumi-conntrack.conf": ["options nf_conntrack hashsize=16385"],
+  "/etc/modprobe.d/pulumi-conntrack.conf": ["options nf_conntrack hashsize=16896"],
   "/etc/modprobe.d/00-pulumi-conntrack-modules.conf": ["blacklist nf_conntrack_ftp", "install nf_conntrack_ftp /bin/false"],
   "/etc/udev/rules.d/90-pulumi-conntrack.rules": ['ACTION=="add", SUBSYSTEM=="module", KERNEL=="nf_conntrack", RUN+="/lib/systemd/systemd-sysctl --prefix=/net/netfilter"'],
 };
@@ -119,8 +121,13 @@ beforeAll(async () => {
     "systemctl disable netfilter-persistent 2>/dev/null",
   ].join(" && "));
   const pool = [...hostileNames];
-  noPassword = await stackFor("nopasswd", connectionAs(users.noPassword, true), declared(pool, { ConntrackLimits: 3, KernelModuleSet: 2, NotrackRule: 2, FirewallState: 1 }));
-  withPassword = await stackFor("password", connectionAs(users.withPassword, { password: sudoPassword }), declared(pool, { ConntrackLimits: 2, KernelModuleSet: 2, NotrackRule: 1, FirewallState: 1 }));
+  resources.push(...declared(pool, { ConntrackLimits: 3, KernelModuleSet: 2, NotrackRule: 2, FirewallState: 1 }));
+  noPassword = await stackFor("nopasswd", connectionAs(users.noPassword, true), resources);
+  // A pinned key line's comment is free text; the key is checked by its blob alone.
+  const pinned = { hostKey: `${vm.hostKey} $(${touch()}) \`${touch()}\`` };
+  const withPasswordResources = declared(pool, { ConntrackLimits: 2, KernelModuleSet: 2, NotrackRule: 1, FirewallState: 1 });
+  withPassword = await stackFor("password", connectionAs(users.withPassword, { password: sudoPassword }, pinned), withPasswordResources);
+  resources.push(...withPasswordResources);
 });
 
 afterAll(async () => {
@@ -170,10 +177,14 @@ describe("a login other than root", () => {
     expect(await sh("systemctl is-enabled netfilter-persistent || true")).toBe("enabled");
     expect(await directives()).toEqual(expectedDirectives);
     // Every owner is named in the headers, each on the one comment line.
-    const headers = await sh(`grep -h '^# Managed by' ${ourFiles.join(" ")}`);
+    const headers = await sh(`for f in ${ourFiles.join(" ")}; do grep '^# Managed by' $f; done`);
     expect(headers.split("\n")).toHaveLength(ourFiles.length);
-    expect(headers).toContain("ConntrackLimits'$(/usr/bin/touch");
-    expect(await parsedByTheHost()).toEqual({ kmodInstallLines: ["install nf_conntrack_ftp /bin/false"], hashsizeOptions: ["options nf_conntrack hashsize=16385"], savedRulesLoad: 0 });
+    // Every owner, each with its line breaks made spaces, the NUL included.
+    const oneLine = (name: string) => name.replace(/[\x00-\x1f\x7f\u0085\u2028\u2029]/g, " ");
+    const header = (file: string) => headers.split("\n")[ourFiles.indexOf(file)];
+    for (const r of resources.filter((r) => r.type === "ConntrackLimits")) expect(header("/etc/sysctl.d/90-pulumi-conntrack.conf")).toContain(`/ConntrackLimits/${oneLine(r.name)}`);
+    for (const r of resources.filter((r) => r.type === "KernelModuleSet")) expect(header("/etc/modprobe.d/00-pulumi-conntrack-modules.conf")).toContain(`/KernelModuleSet/${oneLine(r.name)}`);
+    expect(await parsedByTheHost()).toEqual({ kmodInstallLines: ["install nf_conntrack_ftp /bin/false"], hashsizeOptions: ["options nf_conntrack hashsize=16896"], savedRulesLoad: 0 });
     expect(await canariesFound()).toBe("");
   });
 
@@ -206,7 +217,7 @@ describe("a login other than root", () => {
     expect(await sh("systemctl is-enabled netfilter-persistent || true")).toBe("disabled");
     expect(await sh("iptables-save | grep -c 8081 || true")).toBe("0");
     expect(await canariesFound()).toBe("");
-    console.log(`[figure] hostile values applied: ${resourceCount} resource names, ${Object.keys(users).length} login names, 2 sudo passwords; ${canaries} canary paths, none created`);
+    console.log(`[figure] hostile values applied: ${resourceCount} resource names, ${Object.keys(users).length} login names, 2 sudo passwords, 1 host key comment; ${canaries} canary paths, none created`);
   });
 });
 
