@@ -99,7 +99,7 @@ const expectedDirectives = {
 
 /** What the host's own parsers make of the files: kmod's merged configuration and the saved ruleset. */
 const parsedByTheHost = async () => ({
-  kmodInstallLines: (await sh("modprobe -c | grep -E '^(install|remove|softdep) ' || true")).split("\n").filter(Boolean),
+  kmodInstallLines: (await sh("modprobe -c | grep -E '^(install|remove) ' || true")).split("\n").filter(Boolean),
   hashsizeOptions: (await sh("modprobe -c | grep -E '^options nf_conntrack ' || true")).split("\n").filter(Boolean),
   savedRulesLoad: (await vmExec(vmName, "iptables-restore --test < /etc/iptables/rules.v4")).code,
 });
