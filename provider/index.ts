@@ -3,6 +3,7 @@ import { conntrackLimitsProvider } from "./conntrackLimits/provider";
 import { kernelModuleSetProvider } from "./kernelModuleSet/provider";
 import { notrackRuleProvider } from "./notrackRule/provider";
 import { firewallStateProvider } from "./firewallState/provider";
+import { fleetWaveBaselineProvider, fleetWaveGateProvider } from "./fleet/provider";
 
 /**
  * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
@@ -14,6 +15,8 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   NotrackRule: notrackRuleProvider,
   FirewallState: firewallStateProvider,
   KernelModuleSet: kernelModuleSetProvider,
+  FleetWaveBaseline: fleetWaveBaselineProvider,
+  FleetWaveGate: fleetWaveGateProvider,
 };
 
 type Props = { resourceType?: string } | undefined;

@@ -8,9 +8,10 @@ import { notrackRuleSettingsSchema } from "../sdk/notrackRule.schema";
 import { firewallStateKind } from "./firewallState/provider";
 import { kernelModuleSetKind } from "./kernelModuleSet/provider";
 import { alwaysRead, type Prefetched } from "./engine/hostFacts";
+import { isUnreachable } from "./transport/dial";
 import { readerList, type FactName } from "./facts/host";
 import { batchScript } from "./facts/reader";
-import { openSession } from "./transport/ssh";
+import { withConnection } from "./transport/borrowed";
 import { parseTarget, toTarget, type HostTarget, type StoredConnection } from "./transport/target";
 
 /**
@@ -26,8 +27,8 @@ import { parseTarget, toTarget, type HostTarget, type StoredConnection } from ".
  * provider processes (measured: a no-op `pulumi up` opened a second connection to each host
  * when the update's `check` read the host itself), and the update's `check` must know per resource
  * whether the host differs. The changes themselves are made by the provider, which re-reads
- * each host under its lock. Each host gets one connection from this process, closed as soon as
- * its read is done, and one read for every resource on it (the readers they ask for, batched).
+ * each host under its lock. Each host gets one connection from this process (shared with a getConntrackStatus on it
+ * running at the same time), closed as soon as its read is done, and one read for every resource on it (the readers they ask for, batched).
  */
 const maxParallel = 32;
 let running = 0;
@@ -56,16 +57,13 @@ const reads = new Map<string, PendingRead[]>();
 async function readHost(target: HostTarget, names: FactName[]): Promise<Prefetched> {
   return slot(async () => {
     try {
-      const s = await openSession(target);
-      try {
+      return await withConnection(target, async (s) => {
         const r = await s.run(batchScript(readerList(names)), "read host facts");
         if (r.code !== 0) return { names, error: `${target.label}: reading the host's facts failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}` };
         return { names, output: r.stdout };
-      } finally {
-        s.close();
-      }
+      });
     } catch (err) {
-      return { names, error: (err as Error).message };
+      return { names, error: (err as Error).message, unreachable: isUnreachable(err) };
     }
   });
 }

@@ -1,7 +1,7 @@
 import { conntrackStatusReader, type ConntrackStatusFacts } from "./facts/conntrackStatus";
 import { batchScript, parseBatch } from "./facts/reader";
 import { HostError } from "./transport/errors";
-import { openSession } from "./transport/ssh";
+import { withConnection } from "./transport/borrowed";
 import { connectionSchema } from "../sdk/connection";
 import type { ConntrackStatus } from "../sdk/getConntrackStatus";
 import { toTarget } from "./transport/target";
@@ -9,7 +9,8 @@ import { toTarget } from "./transport/target";
 /**
  * Reads the conntrack table's readings of one host in one round trip, from the PROGRAM process
  * (dynamic providers can't serve data functions). Reads /proc only: nothing is loaded or written.
- * The connection is closed at once: an open one would keep the program from exiting.
+ * Calls on one host that overlap (and the facts prefetch of its resources) share a connection,
+ * closed when the last is done: an open one would keep the program from exiting.
  */
 export async function readConntrackStatus(connection: unknown): Promise<ConntrackStatus> {
   const parsed = connectionSchema.safeParse(connection);
@@ -19,15 +20,11 @@ export async function readConntrackStatus(connection: unknown): Promise<Conntrac
   }
   const target = toTarget(parsed.data);
   const readers = [conntrackStatusReader];
-  const session = await openSession(target);
-  let facts: ConntrackStatusFacts;
-  try {
+  const facts = await withConnection(target, async (session) => {
     const r = await session.run(batchScript(readers), "read the conntrack status");
     if (r.code !== 0) throw new HostError(target.label, "command", `reading the conntrack status failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}`);
-    facts = (parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name];
-  } finally {
-    session.close();
-  }
+    return (parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name];
+  });
   if (!facts.tracking) {
     throw new HostError(target.label, "config", "nf_conntrack isn't loaded, so nothing is tracked here (and nothing was loaded to read this)", "nothing to diagnose; a ConntrackLimits or a stateful rule loads it");
   }

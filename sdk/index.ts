@@ -9,3 +9,5 @@ export { KernelModuleSet } from "./kernelModuleSet";
 export type { KernelModuleSetArgs } from "./kernelModuleSet";
 export { getConntrackStatus, getConntrackStatusOutput } from "./getConntrackStatus";
 export type { ConntrackStatus, GetConntrackStatusArgs, GetConntrackStatusOutputArgs } from "./getConntrackStatus";
+export { Fleet } from "./fleet";
+export type { FleetArgs, FleetHost, FleetHostResources, FleetRollout, FleetSettings, WaveSize } from "./fleet";

@@ -1,7 +1,7 @@
 /**
- * The same conntrack settings on every host listed in stack config: a plain loop, one
- * ConntrackLimits per host (a Fleet component with staged rollouts and health gates comes later).
- * Preview reads each host once over one SSH connection; `pulumi up` changes them in parallel.
+ * The same conntrack settings on every host listed in stack config, rolled out in waves: the
+ * first host alone, then a quarter of the fleet, then the rest, each wave gated on its hosts'
+ * conntrack readings (usage under 80%, no new drops) after a soak.
  *
  *   pulumi config set --path 'hosts[0].name' web-1
  *   pulumi config set --path 'hosts[0].host' 203.0.113.10
@@ -10,14 +10,16 @@
  *   pulumi config set --secret privateKey < ~/.ssh/id_ed25519     (one key for every host)
  *   pulumi config set max 262144 && pulumi config set hashsize 32768  (optional: only on machines,
  *     not containers or network namespaces, which share their machine's table)
+ *   pulumi config set soakSeconds 60                                   (optional, default 30)
  *
- * A host entry may also give `port`, `user` and `sudo`.
+ * A host entry may also give `port`, `user` and `sudo`. After an up, `pulumi stack output status`
+ * prints each host's readings at its wave's gate.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as ct from "pulumi-conntrack";
 
 interface HostEntry {
-  /** Names the resource (`conntrack-<name>`): keep it stable, or the host's settings are replaced. */
+  /** Names the host's resources (`web-<name>-conntrack`): keep it stable, or they are replaced. */
   name: string;
   host: string;
   port?: number;
@@ -29,17 +31,26 @@ interface HostEntry {
 const config = new pulumi.Config();
 const hosts = config.requireObject<HostEntry[]>("hosts");
 const privateKey = config.requireSecret("privateKey");
-const settings: Omit<ct.ConntrackLimitsArgs, "connection"> = {
-  max: config.getNumber("max"),
-  hashsize: config.getNumber("hashsize"),
-  timeouts: { tcpEstablished: 3600, tcpTimeWait: 30, udp: 20 },
-};
 
-const limits = hosts.map(
-  (h) => new ct.ConntrackLimits(`conntrack-${h.name}`, { connection: { host: h.host, port: h.port, user: h.user, sudo: h.sudo, hostKey: h.hostKey, privateKey }, ...settings }),
-);
+const fleet = new ct.Fleet("web", {
+  hosts: hosts.map((h) => ({ name: h.name, connection: { host: h.host, port: h.port, user: h.user, sudo: h.sudo, hostKey: h.hostKey, privateKey } })),
+  conntrack: {
+    max: config.getNumber("max"),
+    hashsize: config.getNumber("hashsize"),
+    timeouts: { tcpEstablished: 3600, tcpTimeWait: 30, udp: 20 },
+  },
+  rollout: {
+    waves: [1, "25%", "100%"],
+    maxFailures: 0,
+    healthCheck: { maxUsage: 0.8, noNewDrops: true, soakSeconds: config.getNumber("soakSeconds") ?? 30 },
+  },
+});
 
+/** Host names per wave. */
+export const waves = fleet.waves;
+/** Each host's readings at its wave's last gate, as a table. */
+export const status = fleet.statusTable;
 /** Per host: the values live after the last up, and anything that may undo them. */
-export const fleet = pulumi
-  .all(limits.map((l) => pulumi.all([l.live, l.warnings])))
-  .apply((rows) => Object.fromEntries(rows.map(([live, warnings], i) => [hosts[i].name, { live, warnings }])));
+export const live = pulumi
+  .all(hosts.map((h) => pulumi.all([fleet.hosts[h.name].conntrack!.live, fleet.hosts[h.name].conntrack!.warnings])))
+  .apply((rows) => Object.fromEntries(rows.map(([values, warnings], i) => [hosts[i].name, { live: values, warnings }])));

@@ -28,6 +28,8 @@ export interface Prefetched {
   /** The host's output of the batched script, or why it couldn't be read. */
   output?: string;
   error?: string;
+  /** The error is that no connection could be made (see isUnreachable). */
+  unreachable?: boolean;
   /** Read for a preview (show the plan) rather than for the update that follows. */
   preview?: boolean;
 }

@@ -6,6 +6,7 @@ import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
 import { parseTarget, toTarget, type HostTarget } from "../transport/target";
 import { declareIntents } from "./hostIntents";
+import { isUnreachable } from "../transport/dial";
 import { previewFacts, seedPreviewFacts, type Prefetched } from "./hostFacts";
 import { liveValue } from "./items";
 import { ledgerPath } from "./ledger";
@@ -146,8 +147,22 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       // program process when it could) so a preview shows live → desired for each item.
       const target = toTarget(parsed.data);
       const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
-      if (prefetched?.error) return { failures: [{ property: "connection", reason: prefetched.error }] };
-      const facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
+      // A host that can't be reached fails its own resource's step, not `check`: the engine ends
+      // the whole deployment at a failed check, even with --continue-on-error, and one dead host
+      // must not stop a fleet (Fleet's maxFailures). The preview shows why the up will fail there.
+      const unreachable = (message: string) => {
+        differsFromHost.set(runKey(news), true);
+        const shown = prefetched?.preview ? { plan: { host: `unreachable: ${message}` } } : {};
+        return { inputs: { ...inputs, ...shown, warnings: [message] } };
+      };
+      if (prefetched?.error) return prefetched.unreachable ? unreachable(prefetched.error) : { failures: [{ property: "connection", reason: prefetched.error }] };
+      let facts: HostFacts;
+      try {
+        facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
+      } catch (err) {
+        if (isUnreachable(err)) return unreachable((err as Error).message);
+        throw err;
+      }
       const label = labelOf(kind.type, news);
       // A clash with another resource of this program comes first: it names both, where the
       // host's ledger (a blocker below) can only name the one already applied.

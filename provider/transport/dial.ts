@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Client, type ConnectConfig } from "ssh2";
 import { HostError, type FailureLayer } from "./errors";
-import { judgeHostKey, type HostKeyVerdict } from "./hostKeys";
+import { hostKeyAlgorithms, judgeHostKey, type HostKeyTrust, type HostKeyVerdict } from "./hostKeys";
 import type { Hop } from "./target";
 
 // curve25519 first: OpenSSH's default sntrup761 hybrid costs ~55 ms of client CPU per handshake,
@@ -41,9 +41,16 @@ function knownHostsText(): string {
 function hostKeyError(label: string, hop: Hop, verdict: Exclude<HostKeyVerdict, { ok: true }>): HostError {
   if (verdict.reason === "changed") {
     return new HostError(label, "hostkey", `host key changed: the host presented ${verdict.presented}, expected ${verdict.expected!.join(" or ")}`,
-      "if the host was really reinstalled, update connection.hostKey or known_hosts; otherwise someone may be intercepting the connection");
+      "if the host was really reinstalled, update connection.hostKey or known_hosts; otherwise someone may be intercepting the connection" +
+        (hop.hostKey?.startsWith("SHA256:") ? ". A pinned fingerprint is checked against the key the host shows first (ed25519 when it has one): to pin another key type, give its whole public key line" : ""));
   }
-  if (verdict.reason === "revoked") return new HostError(label, "hostkey", `host key ${verdict.presented} is marked @revoked in known_hosts`);
+  if (verdict.reason === "revoked") {
+    return new HostError(label, "hostkey", `host key ${verdict.presented} is marked @revoked in known_hosts`, "give the host a new host key and trust that one (connection.hostKey or a known_hosts line)");
+  }
+  if (verdict.reason === "cert-authority") {
+    return new HostError(label, "hostkey", `known_hosts vouches for ${hop.host}:${hop.port} only through a @cert-authority line, and host certificates are not verified here, so its key ${verdict.presented} is refused`,
+      `check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pin it with connection.hostKey = "${verdict.presented}" or add a plain key line for the host to ~/.ssh/known_hosts`);
+  }
   return new HostError(label, "hostkey", `unknown host key ${verdict.presented} for ${hop.host}:${hop.port}`,
     `check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass connection.hostKey = "${verdict.presented}" or add it to ~/.ssh/known_hosts`);
 }
@@ -52,6 +59,7 @@ function hostKeyError(label: string, hop: Hop, verdict: Exclude<HostKeyVerdict, 
 function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
+    const trust: HostKeyTrust = { pinned: hop.hostKey, knownHosts: hop.hostKey ? undefined : knownHostsText(), host: hop.host, port: hop.port };
     let verdict: HostKeyVerdict = { ok: true };
     let settled = false;
     const fail = (err: HostError) => {
@@ -67,11 +75,11 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
       readyTimeout: hop.perDialTimeout * 1000,
       keepaliveInterval: keepalive.intervalMs,
       keepaliveCountMax: keepalive.countMax,
-      algorithms: { kex: [...preferredKex] },
+      algorithms: { kex: [...preferredKex], serverHostKey: hostKeyAlgorithms(trust) as NonNullable<ConnectConfig["algorithms"]>["serverHostKey"] },
       tryKeyboard: hop.password !== undefined,
       hostVerifier: (key: Buffer) => {
         if (hop.insecureSkipHostKeyCheck) return true;
-        verdict = judgeHostKey(key, { pinned: hop.hostKey, knownHosts: hop.hostKey ? undefined : knownHostsText(), host: hop.host, port: hop.port });
+        verdict = judgeHostKey(key, trust);
         return verdict.ok;
       },
     };
@@ -141,8 +149,20 @@ export async function dial(label: string, hop: Hop, tunnel?: () => Promise<NodeJ
       if (attempt < hop.dialErrorLimit && spare > 0) await new Promise((r) => setTimeout(r, Math.min(500, spare)));
     }
   }
-  throw new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
-    `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`);
+  throw markUnreachable(new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
+    `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`));
+}
+
+/** Errors that say no connection could be made at all (not a refused key, login or command). */
+const unreachableErrors = new WeakSet<Error>();
+
+export function markUnreachable(err: HostError): HostError {
+  unreachableErrors.add(err);
+  return err;
+}
+
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof Error && unreachableErrors.has(err);
 }
 
 /** A tunnel to `host:port` through an open bastion connection, given up after `timeoutMs`. */

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection, ConnectionInput } from "../connection";
+import { maskInDebugLog } from "./debugLogSecrets";
 
 type Hop = Omit<Connection, "proxy" | "sudo">;
 
@@ -43,6 +44,7 @@ export function splitConnection(input: pulumi.Input<ConnectionInput>): {
       const creds: Credentials = secretHop(c);
       if (typeof c.sudo === "object" && c.sudo !== null) creds.sudoPassword = c.sudo.password;
       if (c.proxy) creds.proxy = secretHop(c.proxy);
+      maskInDebugLog([creds.password, creds.privateKey, creds.privateKeyPassword, creds.sudoPassword, creds.proxy?.password, creds.proxy?.privateKey, creds.proxy?.privateKeyPassword]);
       return JSON.parse(JSON.stringify(creds));
     }),
   );

@@ -104,20 +104,24 @@ describe("examples", () => {
     expect(inNs(h, "iptables", "-t", "raw", "-S")).not.toContain("pulumi-conntrack");
   });
 
-  it("fleet: one ConntrackLimits per host from stack config, all set by up and restored by destroy", async () => {
+  it("fleet: a Fleet over the hosts in stack config, in gated waves, all set by up and restored by destroy", async () => {
     const fleet = hosts.slice(1, 3);
     const before = fleet.map(timeouts);
     const stack = await example("fleet", {
       hosts: { value: JSON.stringify(fleet.map((h, i) => ({ name: `web-${i + 1}`, host: h.host, port: h.port, hostKey: h.hostKey }))) },
       privateKey: { value: fleet[0].privateKey, secret: true },
+      soakSeconds: { value: "1" },
     });
     const t = Date.now();
     const { changes, outputs } = await stack.up();
     console.log(`[figure] examples/fleet up on ${fleet.length} hosts: ${Date.now() - t} ms`);
-    expect(changes).toMatchObject({ create: fleet.length + 1 });
+    // Per host a ConntrackLimits; per wave (1, then 25% = 1) a baseline and a gate; the component; the stack.
+    expect(changes).toMatchObject({ create: fleet.length + 4 + 2 });
     for (const h of fleet) expect(timeouts(h)).toEqual(["3600", "30", "20"]);
-    expect(Object.keys(outputs.fleet as object).sort()).toEqual(["web-1", "web-2"]);
-    expect((outputs.fleet as Record<string, { live: Record<string, string> }>)["web-2"].live[keys.est]).toBe("3600");
+    expect(outputs.waves).toEqual([["web-1"], ["web-2"]]);
+    expect((outputs.live as Record<string, { live: Record<string, string> }>)["web-2"].live[keys.est]).toBe("3600");
+    expect((outputs.status as string).split("\n")[0]).toMatch(/^host\s+wave\s+usage\s+count\/max\s+drop/);
+    expect(outputs.status as string).toMatch(/^web-2\s+2\s+\d+%\s+\d+\/\d+\s+0\s/m);
     await stack.destroy();
     expect(fleet.map(timeouts)).toEqual(before);
     for (const h of fleet) expect(await ownFiles(h)).toBe("");

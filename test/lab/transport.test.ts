@@ -1,4 +1,7 @@
 import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { check } from "../../provider/index";
 import { HostError } from "../../provider/transport/errors";
@@ -104,6 +107,96 @@ describe("SSH transport against real sshd", () => {
     }
     expect(connectionsOpened.size).toBe(opened);
     expect(syns()).toBe(before);
+  });
+});
+
+describe("host identity: an sshd with ed25519, ECDSA and RSA host keys", () => {
+  // A second sshd on the lab host, port 2200, showing three host keys; ssh2 would ask for ed25519
+  // first. known_hosts is read from $HOME, pointed at a directory of this test's own.
+  const port = 2200;
+  let host: LabHost;
+  let keys: Record<"ed25519" | "ecdsa" | "rsa", string>;
+  let home: string;
+  const savedHome = process.env.HOME;
+  const fingerprintOf = (line: string) => execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", "-"], { input: line, encoding: "utf8" }).split(" ")[1];
+  let previous: Awaited<ReturnType<typeof session>> | undefined;
+  /** A new connection checked against `text` (the previous one, verified against other lines, is closed first). */
+  const withKnownHosts = async (text: string, extra: Record<string, unknown> = {}) => {
+    previous?.close();
+    writeFileSync(join(home, ".ssh", "known_hosts"), text);
+    previous = await session(toTarget(connectionSchema.parse({ host: host.host, port, privateKey: host.privateKey, dialErrorLimit: 1, ...extra })));
+    return previous;
+  };
+  const hashed = (line: string) => {
+    const file = join(home, "to-hash");
+    writeFileSync(file, line);
+    execFileSync("ssh-keygen", ["-H", "-f", file], { stdio: "ignore" });
+    return execFileSync("cat", [file], { encoding: "utf8" });
+  };
+  const hostname = async (s: ReturnType<typeof session>) => (await (await s).run("hostname", "hostname")).stdout.trim();
+
+  beforeAll(async () => {
+    host = hosts[1];
+    const d = "/tmp/multikey";
+    const setup = [
+      "set -e",
+      `mkdir -p ${d}`,
+      `for t in ed25519 ecdsa rsa; do [ -f ${d}/key_$t ] || ssh-keygen -q -t $t -N '' -f ${d}/key_$t; done`,
+      `printf '%s\n' 'Port ${port}' 'ListenAddress 0.0.0.0' 'HostKey ${d}/key_ed25519' 'HostKey ${d}/key_ecdsa' 'HostKey ${d}/key_rsa' 'PidFile ${d}/sshd.pid' \
+        'PermitRootLogin prohibit-password' 'AuthorizedKeysFile .ssh/authorized_keys' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'UsePAM no' 'UseDNS no' > ${d}/sshd_config`,
+      `/usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`,
+      `for t in ed25519 ecdsa rsa; do echo "$t $(cut -d' ' -f1,2 ${d}/key_$t.pub)"; done`,
+    ].join("\n");
+    const r = await hostExec(host, "sh -s", { input: setup });
+    expect(r.stderr).toBe("");
+    keys = Object.fromEntries(r.stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf(" ")), l.slice(l.indexOf(" ") + 1)])) as typeof keys;
+    home = mkdtempSync(join(tmpdir(), "pct-known-hosts-"));
+    mkdirSync(join(home, ".ssh"));
+    process.env.HOME = home;
+  });
+  afterAll(() => {
+    previous?.close();
+    process.env.HOME = savedHome;
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it("verifies a host that known_hosts lists only by its ECDSA key, or only by its RSA key", async () => {
+    expect(await hostname(withKnownHosts(`[${host.host}]:${port} ${keys.ecdsa}\n`))).toBe(host.name);
+    expect(await hostname(withKnownHosts(`[${host.host}]:${port} ${keys.rsa}\n`))).toBe(host.name);
+  });
+
+  it("reads hashed known_hosts lines, [host]:port forms and bare port-22 names", async () => {
+    expect(await hostname(withKnownHosts(hashed(`[${host.host}]:${port} ${keys.ecdsa}\n`)))).toBe(host.name);
+    const err = await expectHostError(withKnownHosts(hashed(`${host.host} ${keys.ecdsa}\n`)));
+    expect(err.message).toContain(`unknown host key ${fingerprintOf(keys.ed25519)} for ${host.host}:${port}`);
+    expect(await hostname(withKnownHosts(hashed(`${host.host} ${host.hostKey}\n`), { port: 22 }))).toBe(host.name);
+  });
+
+  it("refuses a changed ECDSA key, showing the fingerprint of the ECDSA key the host presented", async () => {
+    const other = execFileSync("sh", ["-c", "d=$(mktemp -d) && ssh-keygen -q -t ecdsa -N '' -f $d/k && cut -d' ' -f1,2 $d/k.pub && rm -r $d"], { encoding: "utf8" }).trim();
+    const err = await expectHostError(withKnownHosts(`[${host.host}]:${port} ${other}\n`));
+    expect(err.layer).toBe("hostkey");
+    expect(err.message).toContain(`host key changed: the host presented ${fingerprintOf(keys.ecdsa)}, expected ${fingerprintOf(other)}`);
+  });
+
+  it("refuses a key marked @revoked, even when a plain line trusts it too", async () => {
+    const err = await expectHostError(withKnownHosts(`@revoked * ${keys.ecdsa}\n[${host.host}]:${port} ${keys.ecdsa}\n`));
+    expect(err.layer).toBe("hostkey");
+    expect(err.message).toContain(`host key ${fingerprintOf(keys.ecdsa)} is marked @revoked in known_hosts`);
+  });
+
+  it("refuses a host vouched for only by @cert-authority, saying what to do instead", async () => {
+    const err = await expectHostError(withKnownHosts(`@cert-authority * ${keys.rsa}\n`));
+    expect(err.layer).toBe("hostkey");
+    expect(err.message).toContain(`known_hosts vouches for ${host.host}:${port} only through a @cert-authority line`);
+    expect(err.message).toContain(`connection.hostKey = "${fingerprintOf(keys.ed25519)}" or add a plain key line`);
+  });
+
+  it("connects to an unknown host only when told to skip the check, and to a pinned ECDSA key", async () => {
+    const unknown = await expectHostError(withKnownHosts(""));
+    expect(unknown.message).toContain(`unknown host key ${fingerprintOf(keys.ed25519)}`);
+    expect(await hostname(withKnownHosts("", { insecureSkipHostKeyCheck: true }))).toBe(host.name);
+    expect(await hostname(withKnownHosts("", { hostKey: keys.ecdsa }))).toBe(host.name);
   });
 });
 

@@ -44,4 +44,16 @@ describe("check", () => {
     }
     expect(connectionsOpened.size).toBe(0);
   });
+
+  it("lets a host the program couldn't reach fail at its apply, not in check, and says so in the preview", async () => {
+    const error = "root@192.0.2.1:22: unreachable after 1 try (connection refused)";
+    const prefetched = (unreachable: boolean) => ({ names: ["system", "files"], error, unreachable, preview: true });
+    const result = await run({ ...base, max: 1000, prefetched: prefetched(true) });
+    expect(result.failures).toBeUndefined();
+    expect(result.inputs).toMatchObject({ plan: { host: `unreachable: ${error}` }, warnings: [error] });
+    expect(result.inputs?.prefetched).toBeUndefined();
+    // Any other failure to read (a refused key, a failed command) still fails check.
+    expect((await run({ ...base, max: 1000, prefetched: prefetched(false) })).failures).toEqual([{ property: "connection", reason: error }]);
+    expect(connectionsOpened.size).toBe(0);
+  });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { fingerprint, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
+import { fingerprint, hostKeyAlgorithms, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
 import { command, quote } from "../../provider/transport/shell";
 import { hasToken, unloadsModules, withToken } from "../../provider/persistence/iptablesConfig";
 
@@ -38,6 +38,22 @@ describe("host keys", () => {
   });
   it("refuses a key marked @revoked", () => {
     expect(judgeHostKey(blobA, { knownHosts: `@revoked * ${keyA}\nh ${keyA}\n`, host: "h", port: 22 })).toMatchObject({ reason: "revoked" });
+  });
+  it("refuses a host vouched for only by a @cert-authority line, naming that reason", () => {
+    expect(judgeHostKey(blobA, { knownHosts: `@cert-authority *.example.com ${keyB}\n`, host: "web.example.com", port: 22 })).toMatchObject({ ok: false, reason: "cert-authority" });
+    expect(judgeHostKey(blobA, { knownHosts: `@cert-authority * ${keyB}\nweb ${keyA}\n`, host: "web", port: 22 })).toEqual({ ok: true });
+  });
+  it("asks the host for the key types it is trusted by first", () => {
+    const all = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+    const rsaOnly = `h ssh-rsa ${blobA.toString("base64")}\n@revoked h ${keyB}\n`;
+    expect(hostKeyAlgorithms({ knownHosts: rsaOnly, host: "h", port: 22 }).slice(0, 3)).toEqual(["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]);
+    expect(hostKeyAlgorithms({ knownHosts: `[h]:2200 ecdsa-sha2-nistp256 ${blobA.toString("base64")}\n`, host: "h", port: 2200 })[0]).toBe("ecdsa-sha2-nistp256");
+    expect(hostKeyAlgorithms({ pinned: keyA, host: "h", port: 22 })[0]).toBe("ssh-ed25519");
+    expect(hostKeyAlgorithms({ pinned: `ssh-dss ${blobA.toString("base64")}`, host: "h", port: 22 })).toEqual(["ssh-dss", ...all]);
+    for (const trust of [{ knownHosts: "", host: "h", port: 22 }, { pinned: fingerprint(blobA), host: "h", port: 22 }, { knownHosts: rsaOnly, host: "other", port: 22 }]) {
+      expect(hostKeyAlgorithms(trust)).toEqual(all);
+    }
+    expect(new Set(hostKeyAlgorithms({ knownHosts: rsaOnly, host: "h", port: 22 }))).toEqual(new Set(all));
   });
 });
 
