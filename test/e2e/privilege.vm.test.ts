@@ -119,6 +119,9 @@ beforeAll(async () => {
     `usermod -aG sudo ${users.withPassword}`,
     `echo ${Buffer.from(passwords).toString("base64")} | base64 -d | chpasswd`,
     "systemctl disable netfilter-persistent 2>/dev/null",
+    // The image names itself conntrack-lab in /etc/hosts, the VM $(hostname): sudo would look the
+    // name up in DNS (which qemu forwards) on every call, and warn.
+    'echo "127.0.1.1 $(hostname)" >> /etc/hosts',
   ].join(" && "));
   const pool = [...hostileNames];
   resources.push(...declared(pool, { ConntrackLimits: 3, KernelModuleSet: 2, NotrackRule: 2, FirewallState: 1 }));
