@@ -77,8 +77,9 @@ echo "build-image: building recipe $HASH in $WORK (mirror $MIRROR)" >&2
 
 # --- 1. base system --------------------------------------------------------------------------------
 # The kernel is installed in step 3, after the initramfs settings are in place (one mkinitramfs run).
+# sudo: the privilege tests log in as users other than root, as production hosts are reached.
 debootstrap --variant=minbase \
-  --include=systemd-sysv,udev,dbus,openssh-server,iptables,kmod,procps,iproute2,initramfs-tools,conntrack \
+  --include=systemd-sysv,udev,dbus,openssh-server,iptables,kmod,procps,iproute2,initramfs-tools,conntrack,sudo \
   bookworm "$ROOT" "$MIRROR" >&2
 T_DEBOOTSTRAP=$(( $(date +%s) - START ))
 

@@ -42,10 +42,20 @@ export function paramItems(items: PersistedItem[]): Array<{ module: string; para
     });
 }
 
+/**
+ * An owner's label (it holds the Pulumi resource name, which may be anything) as text that stays on
+ * its comment line in every file we write: kmod, udev and nft end a line at a newline, systemd's
+ * parsers also at a carriage return or a NUL. (A trailing backslash, which joins the next line in
+ * kmod and udev, can't happen: the line ends with a period.)
+ */
+export function oneLine(label: string): string {
+  return label.replace(/[\x00-\x1f\x7f\u0085\u2028\u2029]/g, " ");
+}
+
 /** The header every file we own starts with: who manages it and how it goes away. */
 export function header(comment: string, owners: string[]): string {
   return [
-    `${comment} Managed by pulumi-conntrack for: ${owners.map((o) => o.replace(/[\r\n]/g, " ")).join(", ")}.`,
+    `${comment} Managed by pulumi-conntrack for: ${owners.map(oneLine).join(", ")}.`,
     `${comment} Edits here are undone by the next \`pulumi up\`; \`pulumi destroy\` of the last owner removes this file.`,
     "",
   ].join("\n");

@@ -58,7 +58,7 @@ export class Connection {
     // script's lines being read as further attempts.
     const wrapper =
       sudo === false
-        ? "sh -s"
+        ? `${rootCheck}; exec sh -s`
         : sudo === true
           ? "sudo -n -- sh -s"
           : `sudo -S -p '' -- sh -c 'printf %s "$0" | base64 -d | sh -s' ${Buffer.from(script).toString("base64")}`;
@@ -103,9 +103,8 @@ export class Connection {
           opened.on("close", (code: number | null | undefined, signal?: string) => {
             const result = { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errOut).toString("utf8") };
             if (typeof code === "number") {
-              if (sudo !== false && code !== 0 && /sudo: (a password is required|.*incorrect password|.*not in the sudoers)|may not run sudo/.test(result.stderr)) {
-                return settle({ error: new HostError(label, "sudo", `sudo refused to run "${what}" as root: ${result.stderr.trim().split("\n")[0]}`, "allow the user passwordless sudo, or pass connection.sudo = { password }") });
-              }
+              const refused = code !== 0 ? notRoot(target, what, result.stderr) : undefined;
+              if (refused) return settle({ error: refused });
               return settle({ result: { ...result, code } });
             }
             // No exit status. When the connection is going down, its own event may come a moment
@@ -129,7 +128,7 @@ export class Connection {
   hold(target: HostTarget, script: string, what: string, readyLine: string, timeoutMs: number): Promise<Held> {
     const { sudo, label } = target;
     const sh = `sh -c ${quote(script)}`;
-    const wrapped = sudo === false ? sh : sudo === true ? `sudo -n -- ${sh}` : `sudo -S -p '' -- ${sh}`;
+    const wrapped = sudo === false ? `${rootCheck}; exec ${sh}` : sudo === true ? `sudo -n -- ${sh}` : `sudo -S -p '' -- ${sh}`;
     return new Promise((resolve, reject) => {
       let channel: ClientChannel | undefined;
       let settled = false;
@@ -167,7 +166,7 @@ export class Connection {
           opened.on("close", (code: number | null | undefined, signal?: string) => {
             if (settled) return;
             if (typeof code === "number") {
-              return settle({ error: new HostError(label, "command", `"${what}" failed (exit ${code}): ${errOut.trim() || "(no message on stderr)"}`) });
+              return settle({ error: notRoot(target, what, errOut) ?? new HostError(label, "command", `"${what}" failed (exit ${code}): ${errOut.trim() || "(no message on stderr)"}`) });
             }
             // As in run(): a connection going down right now is the better reason.
             setTimeout(() => settle({ error: noExitStatus(label, what, signal, errOut) }), 50);
@@ -204,6 +203,38 @@ export interface Held {
   send(line: string): void;
   /** Closes its stdin. */
   release(): void;
+}
+
+/**
+ * Every script needs root. Without sudo, the login shell checks that it is root before it reads
+ * the script, so a user who isn't gets told why instead of seeing the first command that failed.
+ */
+const notRootMark = "pulumi-conntrack: this login is not root";
+const rootCheck = `[ "$(id -u)" = 0 ] || { echo ${quote(notRootMark)} >&2; exit 1; }`;
+
+/** What sudo says when it won't run a command, most telling first (it also prints warnings, e.g. "unable to resolve host"). */
+const sudoRefusals: Array<{ said: RegExp; fix: (user: string) => string }> = [
+  { said: /is not in the sudoers file|is not allowed to (execute|run)|may not run sudo/, fix: (user) => `give ${user} sudo rights on the host (a line in /etc/sudoers.d), or log in as a user who has them` },
+  { said: /incorrect password/, fix: (user) => `check connection.sudo.password: it must be ${user}'s password on the host` },
+  { said: /Sorry, try again|no password was provided/, fix: (user) => `check connection.sudo.password: it must be ${user}'s password on the host` },
+  { said: /must have a tty/, fix: (user) => `the host's sudoers has "Defaults requiretty": exempt ${user} (Defaults:${user} !requiretty)` },
+  { said: /a password is required|a terminal is required/, fix: () => "allow the user passwordless sudo (NOPASSWD in sudoers), or pass connection.sudo = { password }" },
+];
+
+/** The error of a script that didn't run because the login isn't root and can't become root; undefined when that isn't why it failed. */
+function notRoot(target: HostTarget, what: string, stderr: string): HostError | undefined {
+  const { label, user, sudo } = target;
+  const lines = stderr.split("\n").map((l) => l.trim());
+  if (sudo === false) {
+    if (!lines.includes(notRootMark)) return undefined;
+    return new HostError(label, "sudo", `user ${user} isn't root and connection.sudo isn't set, so "${what}" can't run as root`,
+      `set connection.sudo = true if ${user} has passwordless sudo, or connection.sudo = { password } if sudo asks for a password; or log in as root`);
+  }
+  for (const refusal of sudoRefusals) {
+    const said = lines.find((l) => refusal.said.test(l));
+    if (said) return new HostError(label, "sudo", `sudo refused to run "${what}" as root for ${user}: ${said.replace(/\.$/, "")}`, refusal.fix(user));
+  }
+  return undefined;
 }
 
 /** A call that was pending when its connection went. */

@@ -15,8 +15,25 @@ export function prefetchedFacts(resourceType: string, connection: pulumi.Output<
   const facts = pulumi.all([connection, credentials, pulumi.output(settings)]).apply(([c, creds, s]) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean, settings: unknown): Promise<unknown> };
-    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview, s);
+    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview, s).then((read) => {
+      warnUnreachable(read as { error?: string; unreachable?: boolean } | undefined, preview);
+      return read;
+    });
   });
   // The host's output holds no credential; keep it from being marked secret with them.
   return pulumi.unsecret(facts);
+}
+
+const warned = new Set<string>();
+
+/**
+ * A preview goes on past a host it couldn't reach (its resources fail at the apply), and shows
+ * why in their plans; but the engine cuts long values there, and the message's fix (how to get
+ * into a host whose full conntrack table drops SSH, say) comes last. A warning is shown whole,
+ * once per host and reason.
+ */
+function warnUnreachable(read: { error?: string; unreachable?: boolean } | undefined, preview: boolean): void {
+  if (!preview || !read?.unreachable || !read.error || warned.has(read.error)) return;
+  warned.add(read.error);
+  pulumi.log.warn(read.error);
 }

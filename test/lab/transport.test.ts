@@ -228,7 +228,19 @@ describe("sudo for a non-root user", () => {
     expect(wrongPassword.message).not.toContain("wrong");
     const notAllowed = await expectHostError((await session(targetFor(hosts[0], { user: "nosudo", sudo: true }))).run("id -u", "whoami via sudo"));
     expect(notAllowed.layer).toBe("sudo");
-    expect(notAllowed.message).toContain("Fix: allow the user passwordless sudo, or pass connection.sudo = { password }");
+    expect(notAllowed.message).toContain("sudo: a password is required. Fix: allow the user passwordless sudo (NOPASSWD in sudoers), or pass connection.sudo = { password }");
+    const noRights = await expectHostError((await session(targetFor(hosts[0], { user: "nosudo", sudo: { password: "x-unused-x" } }))).run("id -u", "whoami via sudo"));
+    expect(noRights.message).toMatch(/sudo refused to run "whoami via sudo" as root for nosudo: .*nosudo is not in the sudoers file.*Fix: give nosudo sudo rights on the host/);
+  });
+
+  it("tells a login that isn't root and has no sudo so, before any of the script runs", async () => {
+    const s = await session(targetFor(hosts[0], { user: "nosudo" }));
+    const err = await expectHostError(s.run("touch /tmp/nosudo/ran", "whoami without sudo"));
+    expect(err.layer).toBe("sudo");
+    expect(err.message).toContain(`nosudo@${hosts[0].host}:22: user nosudo isn't root and connection.sudo isn't set, so "whoami without sudo" can't run as root. Fix: set connection.sudo = true`);
+    expect((await hostExec(hosts[0], "ls /tmp/nosudo")).stdout).not.toContain("ran");
+    const root = await session(targetFor(hosts[0], {}));
+    expect((await root.run("id -u", "whoami as root")).stdout).toBe("0\n");
   });
 });
 
