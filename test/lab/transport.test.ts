@@ -71,15 +71,22 @@ describe("SSH transport against real sshd", () => {
     expect(err.message).toBe(`root@${hosts[1].host}:22: authentication failed for user root (tried privateKey). Fix: check connection.user and that the key or password is authorized on the host`);
   });
 
-  it("gives up on a host that drops packets within dialErrorLimit × perDialTimeout", async () => {
-    // Port 2222 on a lab host silently drops SYNs, like a firewalled or powered-off machine.
-    execFileSync("ip", ["netns", "exec", hosts[1].name, "iptables", "-I", "INPUT", "-p", "tcp", "--dport", "2222", "-j", "DROP"]);
-    const started = Date.now();
-    const err = await expectHostError(session(targetFor(hosts[1], { port: 2222, dialErrorLimit: 3, perDialTimeout: 1 })));
-    const elapsed = (Date.now() - started) / 1000;
-    expect(err.message).toContain("unreachable after 3 tries");
-    expect(elapsed).toBeGreaterThanOrEqual(2.5);
-    expect(elapsed).toBeLessThanOrEqual(3 * 1 + 1);
+  it("gives up on a host that drops packets within unansweredDialLimit (or dialErrorLimit) × perDialTimeout", async () => {
+    // Ports 2222 and 2224 on a lab host silently drop SYNs, like a firewalled or powered-off
+    // machine (two ports: a host found unreachable isn't dialled again in the same process).
+    for (const port of ["2222", "2224"]) execFileSync("ip", ["netns", "exec", hosts[1].name, "iptables", "-I", "INPUT", "-p", "tcp", "--dport", port, "-j", "DROP"]);
+    const giveUp = async (limits: Record<string, number>, tries: number) => {
+      const started = Date.now();
+      const err = await expectHostError(session(targetFor(hosts[1], { perDialTimeout: 1, ...limits })));
+      const elapsed = (Date.now() - started) / 1000;
+      expect(err.message).toContain(`unreachable after ${tries} tries (no answer from ${hosts[1].host}:${limits.port} within 1 s (no TCP connection))`);
+      expect(elapsed).toBeGreaterThanOrEqual(tries - 0.5);
+      expect(elapsed).toBeLessThanOrEqual(tries + 1);
+    };
+    // By default a host that never answers gets 2 tries, whatever dialErrorLimit allows ...
+    await giveUp({ port: 2222, dialErrorLimit: 10 }, 2);
+    // ... and dialErrorLimit still bounds them when it is the smaller.
+    await giveUp({ port: 2224, dialErrorLimit: 3, unansweredDialLimit: 5 }, 3);
   });
 
   it("retries a refused port dialErrorLimit times, then names host and fix", async () => {
