@@ -30,6 +30,13 @@ export interface Connection {
   dialErrorLimit?: number;
   /** Seconds to wait for each connection attempt. Default 15. */
   perDialTimeout?: number;
+  /**
+   * Of those attempts, how many may get no answer at all (no TCP connection within perDialTimeout:
+   * the host is down, a firewall drops, or its full conntrack table drops SYNs) before the host
+   * counts as down. Default 2: a dead host fails after 2 × perDialTimeout (30 s), a refused or
+   * unroutable one at once. Raise it, with dialErrorLimit, to keep knocking on a host whose table is full.
+   */
+  unansweredDialLimit?: number;
   /** A bastion to tunnel through: the same fields, one hop. */
   proxy?: Omit<Connection, "proxy" | "sudo">;
   /**
@@ -77,6 +84,7 @@ const hopShape = {
     .optional(),
   dialErrorLimit: z.number().int("dialErrorLimit must be a whole number").min(1).max(1000).default(10),
   perDialTimeout: z.number().positive("perDialTimeout must be positive").max(3600).default(15),
+  unansweredDialLimit: z.number().int("unansweredDialLimit must be a whole number").min(1).max(1000).default(2),
   insecureSkipHostKeyCheck: z.boolean().default(false),
   commandTimeout: z.number().positive("commandTimeout must be positive").max(86400).default(120),
 };

@@ -1,21 +1,31 @@
 import { HostError } from "../transport/errors";
 import { session, withHostLock } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
+import { collectOrphansScript, hostStateDir, orphanReports } from "./hostJobs";
 
 /**
  * One change at a time per host, across processes, stacks and machines: a `flock` on the host,
  * held by a process that lives as long as our SSH channel to it (its stdin). When this process or
  * its connection dies, sshd ends the holder and the kernel releases the lock, so a dead holder
- * never blocks the next run. A lease bounds a holder whose client vanished without closing the
- * connection (sshd may not notice for a long time): after it the lock is free again.
+ * never blocks the next run. A client that vanished without closing its connection (sshd may not
+ * notice for hours) stops sending the heartbeat the holder waits for: the holder gives the lock
+ * up `heartbeat.leaseSeconds` after the last one.
  * Previews never take it, so they leave no lock file behind.
  */
 const ready = "@@pulumi-conntrack-locked";
+export const heartbeat = { everyMs: 5_000, leaseSeconds: 30 };
 
-function lockScript(waitSeconds: number, leaseSeconds: number): string {
+function lockScript(waitSeconds: number): string {
+  // Inside the lock: wait for a change still running detached from an earlier, cut connection
+  // (hostJobs.ts) and report the ones nobody collected; then hold while heartbeats come.
+  const holder = [
+    collectOrphansScript(waitSeconds),
+    `echo ${ready}`,
+    `while b=$(timeout ${heartbeat.leaseSeconds} head -n 1) && [ "$b" = beat ]; do :; done`,
+  ].join("\n");
   return [
-    "d=/run; [ -d /run ] && [ -w /run ] || d=/tmp",
-    `flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c 'echo ${ready}; exec timeout ${leaseSeconds} cat >/dev/null' ` +
+    hostStateDir,
+    `flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c 'd=$1; ${holder.replace(/'/g, `'\\''`)}' sh "$d" ` +
       `|| { s=$?; echo "another pulumi-conntrack change held this host for ${waitSeconds} s (lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
   ].join("\n");
 }
@@ -23,30 +33,26 @@ function lockScript(waitSeconds: number, leaseSeconds: number): string {
 /**
  * Runs `work` holding this host's lock, in this process (one resource at a time) and on the host.
  * `work` gets a guard to call before each change: it throws once the connection that holds the
- * lock is gone (the host has released the lock then, and another run may be changing the host).
+ * lock is gone (the host has released the lock then, and another run may be changing the host),
+ * and what the host reported of earlier changes cut from their connection.
  */
-export function withHostTransaction<T>(target: HostTarget, work: (stillLocked: () => void) => Promise<T>): Promise<T> {
+export function withHostTransaction<T>(target: HostTarget, work: (stillLocked: () => void, earlier: string[]) => Promise<T>): Promise<T> {
   return withHostLock(target, async () => {
     const wait = target.commandTimeout;
-    const lease = target.commandTimeout * 3;
     const holder = await session(target);
-    const held = await holder.hold(lockScript(wait, lease), "take the host lock", ready, (wait + 15) * 1000).catch((err: unknown) => {
+    const held = await holder.hold(lockScript(wait), "take the host lock", ready, (2 * wait + 15) * 1000).catch((err: unknown) => {
       if (err instanceof HostError) throw err;
       throw new HostError(target.label, "command", `taking the host lock: ${(err as Error).message}`);
     });
+    const beats = setInterval(() => held.send("beat"), heartbeat.everyMs);
     const stillLocked = () => {
       if (!holder.alive) throw new HostError(target.label, "disconnected", "the connection that held the host lock closed, so the host released it; nothing more was changed", "run pulumi up again");
     };
-    let release = true;
     try {
-      return await work(stillLocked);
-    } catch (err) {
-      // A step that timed out may still be running on the host: keep the lock until this
-      // connection ends or the lease runs out, so no other change starts beside it.
-      if (err instanceof HostError && err.layer === "timeout") release = false;
-      throw err;
+      return await work(stillLocked, orphanReports(held.said));
     } finally {
-      if (release) held.release();
+      clearInterval(beats);
+      held.release();
     }
   });
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import type { HostFacts } from "../facts/host";
 import { HostError } from "../transport/errors";
-import { session } from "../transport/pool";
 import { openSession } from "../transport/ssh";
+import { quote } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
-import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step, type StepsOutcome } from "./commands";
+import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step } from "./commands";
+import { finishJob, firstPartDone, startJob, type JobOutcome } from "./hostJobs";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath } from "./ledger";
 import type { HostPlan } from "./plan";
@@ -69,53 +70,87 @@ function armSteps(dir: string, revert: Step[], seconds: number, cap: number): St
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Opens a NEW connection (not the pooled one) within `seconds` and disarms; false if it can't. */
-async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string }> {
+async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string; gotIn: boolean }> {
   const fresh = { ...target, dialErrorLimit: 1, perDialTimeout: Math.max(1, Math.min(target.perDialTimeout, seconds)), commandTimeout: Math.max(5, seconds) };
+  let gotIn = false;
   try {
     const s = await openSession(fresh);
+    gotIn = true;
     try {
       const r = await s.run(`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`, "disarm the lockout guard");
-      return r.code === 0 ? { disarmed: true, why: "" } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})` };
+      return r.code === 0 ? { disarmed: true, why: "", gotIn } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})`, gotIn };
     } finally {
       s.close();
     }
   } catch (err) {
-    return { disarmed: false, why: (err as Error).message };
+    return { disarmed: false, why: err instanceof HostError ? err.detail : (err as Error).message, gotIn };
   }
 }
 
 /**
- * Runs the apply `steps` under the guard. Resolves once a new connection disarmed it (then the
- * apply's own outcome decides); throws a "lockout" HostError once the host has reverted.
+ * The job's wait for the disarm: a persisted change must never be one the host is about to revert
+ * (nor, after a reboot, one that cut SSH). Fails if the timer fired instead.
  */
-export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[]): Promise<void> {
+function awaitDisarm(dir: string): Step {
+  const armed = quote(`${dir}/armed`);
+  const fired = quote(`${dir}/fired`);
+  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: `while [ -e ${armed} ]; do sleep 0.2; done; [ ! -e ${fired} ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }` };
+}
+
+/** What became of the guard in `dir`, seen over a new connection; "unreachable" if none gets in. */
+async function guardState(target: HostTarget, dir: string): Promise<"fired" | "armed" | "disarmed" | "unreachable"> {
+  try {
+    const s = await openSession({ ...target, dialErrorLimit: 3 });
+    try {
+      const r = await s.run(`if [ -e ${quote(`${dir}/fired`)} ]; then echo fired; elif [ -e ${quote(`${dir}/armed`)} ]; then echo armed; else echo disarmed; fi`, "look at the lockout guard");
+      const said = r.stdout.trim();
+      return said === "fired" || said === "armed" || said === "disarmed" ? said : "unreachable";
+    } finally {
+      s.close();
+    }
+  } catch {
+    return "unreachable";
+  }
+}
+
+/**
+ * Runs the apply `steps` under the guard, then `persist` once a new connection disarmed it: one
+ * job on the host, so a connection lost after the disarm still gets the change persisted.
+ * Resolves once the job is done; throws a "lockout" HostError once the host has reverted.
+ */
+export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[], persist: Step[]): Promise<void> {
   const seconds = guardWindow(target);
   const dir = `${guardRoot}/${randomBytes(6).toString("hex")}`;
   const done = run("start the lockout guard's window", "touch", `${dir}/done`);
-  const script = renderScript([run("create the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds, target.commandTimeout), ...steps, done]);
+  const script = renderScript([run("create the guard's directory", "mkdir", "-p", dir), ...armSteps(dir, revert, seconds, target.commandTimeout), ...steps, done, firstPartDone, awaitDisarm(dir), ...persist]);
   // If the change cuts this connection, the host still finishes the script; the call then fails
   // (keepalives, or its timeout) and the disarm below can't get in either.
   let lost = "";
-  const outcome: StepsOutcome | undefined = await session(target)
-    .then((s) => s.run(script, what))
-    .catch((err: Error) => ((lost = err.message), undefined));
+  const outcome: JobOutcome | undefined = await startJob(target, script, what, "ready").catch((err: Error) => ((lost = err.message), undefined));
   if (outcome && outcome.code !== 0 && !outcome.stderr.includes("arm the lockout guard")) {
     checkOutcome(target.label, what, outcome); // failed before anything was armed
   }
   const result = await disarm(target, dir, seconds - 1);
-  if (result.disarmed) {
-    if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply (${lost}), though a new one got in afterwards; nothing was reverted`, "run pulumi refresh, then pulumi up");
+  const disarmed = async () => {
+    if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply (${lost}), though a new one got in afterwards and disarmed the guard: the host persists the change by itself`, "run pulumi up again");
     checkOutcome(target.label, what, outcome);
-    return;
-  }
-  // Nobody can disarm: let the timer fire, then see whether the host is reachable again.
+    if (!outcome.finished) checkOutcome(target.label, what, await finishJob(target, outcome.id, what));
+  };
+  if (result.disarmed) return disarmed();
+  // No disarm we know of: let the timer fire, then look at what the host did. A disarm whose
+  // connection broke after it got in has disarmed it all the same.
   await sleep((seconds + 5) * 1000);
-  const back = await openSession({ ...target, dialErrorLimit: 3 }).then((s) => (s.close(), true), () => false);
+  const state = await guardState(target, dir);
+  if (state === "disarmed") return disarmed();
+  if (result.gotIn) {
+    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash).
+    throw new HostError(target.label, "disconnected", `${what}: a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply, as it does when nobody disarms it`, "run pulumi up again");
+  }
   throw new HostError(
     target.label,
     "lockout",
     `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply` +
-      (back ? ", and SSH answers again" : ", but SSH still doesn't answer"),
+      (state === "fired" ? ", and SSH answers again" : ", but SSH still doesn't answer"),
     "the plan missed a rule that keeps SSH open (e.g. an accept in a chain of your own); accept the port's untracked packets yourself, then run pulumi up again",
   );
 }

@@ -4,6 +4,7 @@ import type { z } from "zod";
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
+import { rememberUnreachable } from "../transport/pool";
 import { parseTarget, toTarget, type HostTarget } from "../transport/target";
 import { declareIntents } from "./hostIntents";
 import { isUnreachable } from "../transport/dial";
@@ -118,8 +119,10 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
   async function convergeResource(target: HostTarget, props: BaseInputs, ownerId: string, formerLabels: string[], rollback: boolean, adopted?: { ownerId: string; view: FactsView }): Promise<BaseOutputs> {
     const settings = settingsOf(props);
     const owner = { id: ownerId, label: labelOf(kind.type, props), formerLabels, alsoRelease: adopted ? [adopted.ownerId] : [] };
-    const { facts } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
-    return outputsOf(props, ownerId, facts, settings);
+    const { facts, earlier } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
+    const outputs = outputsOf(props, ownerId, facts, settings);
+    // A change cut from its connection earlier finished on the host: say how, once.
+    return earlier.length > 0 ? { ...outputs, warnings: [...earlier, ...(outputs.warnings ?? [])] } : outputs;
   }
 
   const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;
@@ -151,6 +154,8 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       // the whole deployment at a failed check, even with --continue-on-error, and one dead host
       // must not stop a fleet (Fleet's maxFailures). The preview shows why the up will fail there.
       const unreachable = (message: string) => {
+        // This process won't dial it again in this run: its create or update fails at once.
+        rememberUnreachable(target, message);
         differsFromHost.set(runKey(news), true);
         const shown = prefetched?.preview ? { plan: { host: `unreachable: ${message}` } } : {};
         return { inputs: { ...inputs, ...shown, warnings: [message] } };

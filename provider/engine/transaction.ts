@@ -1,10 +1,10 @@
 import type { FactName, HostFacts } from "../facts/host";
 import type { FileBackend } from "../persistence/items";
 import { HostError } from "../transport/errors";
-import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
+import { startJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
 import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
@@ -60,6 +60,8 @@ export interface Converged {
   facts: HostFacts;
   plan: HostPlan;
   wanted: Wanted;
+  /** What the host reported of earlier changes whose connection was cut (see hostJobs.ts). */
+  earlier: string[];
 }
 
 /**
@@ -68,15 +70,16 @@ export interface Converged {
  * "leave": release everything this owner holds (destroy). A failed first apply is rolled back.
  */
 export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, options: { rollback: boolean; view?: FactsView }): Promise<Converged> {
-  return withHostTransaction(target, async (stillLocked) => {
+  return withHostTransaction(target, async (stillLocked, earlier) => {
     try {
-      return await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked);
+      return { ...(await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked)), earlier };
     } catch (err) {
       // After a lockout the host has reverted by itself, and our connection may be gone.
       const reverted = err instanceof HostError && err.layer === "lockout";
       if (options.rollback && settings !== undefined && !reverted) {
         await convergeLocked(kind, target, owner, undefined, asIs, stillLocked).catch((rollbackErr: Error) => {
-          throw new HostError(target.label, "command", `${(err as Error).message}; rolling back also failed: ${rollbackErr.message}`);
+          const said = (e: Error) => (e instanceof HostError ? `${e.detail}${e.fix ? ` (fix: ${e.fix})` : ""}` : e.message);
+          throw new HostError(target.label, "command", `${said(err as Error)}; rolling back also failed: ${said(rollbackErr)}`);
         });
       }
       throw err;
@@ -84,7 +87,7 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
   });
 }
 
-async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Converged> {
+async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Omit<Converged, "earlier">> {
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
   let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts, owner);
@@ -105,8 +108,7 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
     const { ledger, files, values, persist } = applySteps(seen.facts, plan, removeExtra);
     const revert = revertSteps(seen.facts, plan);
     if (revert) {
-      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert);
-      await runSteps(target, `persist ${kind.type}`, [...files, ...persist]);
+      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert, [...files, ...persist]);
     } else {
       await runSteps(target, `apply ${kind.type}`, [...ledger, ...files, ...values, ...persist]);
     }
@@ -141,8 +143,9 @@ function refuseConflicts(target: HostTarget, type: string, plan: HostPlan): void
  * The order that keeps every failure recoverable: first the ledger with both the items being
  * claimed and those being released (so originals are on the host before anything changes, and
  * still there if we stop half way), then files, then live values, then the final ledger. Under
- * the lockout guard the live values come before the files (`persist`), which are written only
- * once a new connection got in: a reboot before that boots into what was persisted before.
+ * the lockout guard the live values come before the files (`persist`), which the same job on the
+ * host writes only once a new connection got in and disarmed the guard (lockoutGuard.ts): a reboot
+ * before that boots into what was persisted before, and a connection lost after it doesn't stop it.
  */
 function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { ledger: Step[]; files: Step[]; values: Step[]; persist: Step[] } {
   const ledger: Step[] = [];
@@ -171,6 +174,6 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { 
 }
 
 async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {
-  const outcome = await (await session(target)).run(renderScript(steps), what);
+  const outcome = await startJob(target, renderScript(steps), what);
   checkOutcome(target.label, what, outcome);
 }

@@ -126,13 +126,14 @@ export class Connection {
    * Until then it is bounded like run(): by `timeoutMs` from now, and failed at once if the
    * connection goes. Afterwards it lives as long as the channel: release() ends it.
    */
-  hold(target: HostTarget, script: string, what: string, readyLine: string, timeoutMs: number): Promise<{ release(): void }> {
+  hold(target: HostTarget, script: string, what: string, readyLine: string, timeoutMs: number): Promise<Held> {
     const { sudo, label } = target;
     const sh = `sh -c ${quote(script)}`;
     const wrapped = sudo === false ? sh : sudo === true ? `sudo -n -- ${sh}` : `sudo -S -p '' -- ${sh}`;
     return new Promise((resolve, reject) => {
       let channel: ClientChannel | undefined;
       let settled = false;
+      let out = "";
       const settle = (outcome: { error: HostError } | { ready: ClientChannel }) => {
         if (settled) return;
         settled = true;
@@ -143,7 +144,8 @@ export class Connection {
           reject(outcome.error);
         } else {
           const held = outcome.ready;
-          resolve({ release: () => held.end() });
+          const said = out.slice(0, out.indexOf(`${readyLine}\n`));
+          resolve({ said, release: () => held.end(), send: (line) => void (held.writable && held.write(`${line}\n`)) });
         }
       };
       const onLost = (cause: string) => settle({ error: lostWhile(target, what, cause) });
@@ -155,11 +157,11 @@ export class Connection {
           if (settled) return opened?.close();
           if (err) return settle({ error: new HostError(label, "protocol", `could not start "${what}": ${err.message}`) });
           channel = opened;
-          let out = "";
           let errOut = "";
           opened.on("data", (d: Buffer) => {
+            if (settled) return;
             out += d.toString("utf8");
-            if (out.split("\n").includes(readyLine)) settle({ ready: opened });
+            if (out.includes(`${readyLine}\n`)) settle({ ready: opened });
           });
           opened.stderr.on("data", (d: Buffer) => (errOut += d.toString("utf8")));
           opened.on("close", (code: number | null | undefined, signal?: string) => {
@@ -192,6 +194,16 @@ export class Connection {
     if (cause !== "this provider closed it") this.client.destroy();
     this.markGone(cause);
   }
+}
+
+/** A long-running command started by hold(). */
+export interface Held {
+  /** What it printed before its ready line. */
+  said: string;
+  /** Writes a line to its stdin. */
+  send(line: string): void;
+  /** Closes its stdin. */
+  release(): void;
 }
 
 /** A call that was pending when its connection went. */

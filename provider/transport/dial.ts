@@ -55,6 +55,11 @@ function hostKeyError(label: string, hop: Hop, verdict: Exclude<HostKeyVerdict, 
     `check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass connection.hostKey = "${verdict.presented}" or add it to ~/.ssh/known_hosts`);
 }
 
+/** Dial failures that say the host didn't answer at all (no TCP connection). */
+const unanswered = new WeakSet<HostError>();
+/** Dial failures no retry can help: the network says there is no route to the host. */
+const unroutable = new WeakSet<HostError>();
+
 /** One connection attempt to one hop, over `sock` when tunnelled through a bastion. */
 function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promise<Client> {
   return new Promise((resolve, reject) => {
@@ -62,6 +67,9 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
     const trust: HostKeyTrust = { pinned: hop.hostKey, knownHosts: hop.hostKey ? undefined : knownHostsText(), host: hop.host, port: hop.port };
     let verdict: HostKeyVerdict = { ok: true };
     let settled = false;
+    // ssh2 says "connect" once the TCP connection is up (for a tunnel, the stream is up already).
+    let connected = sock !== undefined;
+    client.once("connect", () => (connected = true));
     const fail = (err: HostError) => {
       if (settled) return;
       settled = true;
@@ -105,6 +113,16 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
       if (settled) return;
       if (!verdict.ok) return fail(hostKeyError(label, hop, verdict));
       const layer = classify(err);
+      if (layer === "timeout" && !connected) {
+        const silent = new HostError(label, layer, `no answer from ${hop.host}:${hop.port} within ${hop.perDialTimeout} s (no TCP connection)`);
+        unanswered.add(silent);
+        return fail(silent);
+      }
+      if (err.code === "EHOSTUNREACH" || err.code === "ENETUNREACH") {
+        const noRoute = new HostError(label, layer, `no route to ${hop.host} (${err.code})`);
+        unroutable.add(noRoute);
+        return fail(noRoute);
+      }
       if (layer === "authentication") {
         const tried = [hop.privateKey && "privateKey", hop.password && "password", agent && "agent"].filter(Boolean).join(", ");
         return fail(new HostError(label, layer, `authentication failed for user ${hop.user} (tried ${tried})`, "check connection.user and that the key or password is authorized on the host"));
@@ -126,30 +144,37 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
 /** A handshake that times out may be a full conntrack table dropping the SYN: say how to get in. */
 export const fullTableHint =
   "; if its conntrack table is full (dmesg: \"nf_conntrack: table full, dropping packet\"), it drops new connections: " +
-  "a session that is already open still works, as does the console; raise dialErrorLimit to keep trying, and once in, " +
+  "a session that is already open still works, as does the console; raise unansweredDialLimit and dialErrorLimit to keep trying, and once in, " +
   "a NotrackRule for port 22 keeps SSH out of the table (docs/troubleshooting.md)";
 
 const retryable: ReadonlySet<FailureLayer> = new Set(["connect", "timeout", "dns", "protocol"]);
 
 /**
  * Dials one hop, retrying connection-level failures up to dialErrorLimit times: at most
- * dialErrorLimit × perDialTimeout in all (plus opening the tunnel, bounded the same way).
+ * dialErrorLimit × perDialTimeout in all (plus opening the tunnel, bounded the same way). A host
+ * that doesn't answer at all is given up after unansweredDialLimit such tries (30 s by default),
+ * and one with no route to it at once.
  */
 export async function dial(label: string, hop: Hop, tunnel?: () => Promise<NodeJS.ReadableStream>): Promise<Client> {
   let last: HostError | undefined;
-  for (let attempt = 1; attempt <= hop.dialErrorLimit; attempt++) {
+  let silent = 0;
+  let attempt = 0;
+  while (attempt < hop.dialErrorLimit) {
+    attempt++;
     const started = Date.now();
     try {
       return await dialOnce(label, hop, tunnel ? await tunnel() : undefined);
     } catch (err) {
       if (!(err instanceof HostError) || !retryable.has(err.layer)) throw err;
       last = err;
+      if (unroutable.has(err)) break;
+      if (unanswered.has(err) && ++silent >= hop.unansweredDialLimit) break;
       // A refused connection fails at once: wait a little, within this attempt's time budget.
       const spare = hop.perDialTimeout * 1000 - (Date.now() - started);
       if (attempt < hop.dialErrorLimit && spare > 0) await new Promise((r) => setTimeout(r, Math.min(500, spare)));
     }
   }
-  throw markUnreachable(new HostError(label, last!.layer, `unreachable after ${hop.dialErrorLimit} tries (${last!.message.slice(label.length + 2)})`,
+  throw markUnreachable(new HostError(label, last!.layer, `unreachable after ${attempt} ${attempt === 1 ? "try" : "tries"} (${last!.message.slice(label.length + 2)})`,
     `check that the host is up and that sshd listens on that address and port${last!.layer === "timeout" ? fullTableHint : ""}`));
 }
 

@@ -20,7 +20,7 @@ export class HostError extends Error {
   constructor(
     readonly host: string,
     readonly layer: FailureLayer,
-    detail: string,
+    readonly detail: string,
     readonly fix?: string,
   ) {
     super(`${host}: ${detail}${fix ? `. Fix: ${fix}` : ""}`);

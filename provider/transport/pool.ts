@@ -1,3 +1,5 @@
+import { isUnreachable, markUnreachable } from "./dial";
+import { HostError } from "./errors";
 import { openSession, type SshSession } from "./ssh";
 import type { HostTarget } from "./target";
 
@@ -15,7 +17,21 @@ export const connectionsOpened = new Map<string, number>();
 /** The open connection behind each settled pool entry, so a dead one is never handed out. */
 const opened = new Map<string, SshSession>();
 
+/**
+ * Hosts found unreachable in this run: every further resource on one fails at once with the same
+ * error, so a dead host costs its dial bound once per operation, not once per resource.
+ */
+const unreachable = new Map<string, HostError>();
+
+/** Records that another process of this run (the program's reads) found the host unreachable. */
+export function rememberUnreachable(target: HostTarget, message: string): void {
+  const [detail, fix] = message.replace(`${target.label}: `, "").split(". Fix: ");
+  unreachable.set(target.key, new HostError(target.label, "connect", detail, fix));
+}
+
 export function session(target: HostTarget): Promise<SshSession> {
+  const down = unreachable.get(target.key);
+  if (down) return Promise.reject(markUnreachable(new HostError(target.label, down.layer, `${down.detail} (found so earlier in this run: not dialled again)`, down.fix)));
   const pooled = sessions.get(target.key);
   // `gone` removes a lost connection a microtask later; a call in between must not get it either.
   // The pooled connection runs this caller's calls with this caller's settings (commandTimeout).
@@ -31,7 +47,10 @@ export function session(target: HostTarget): Promise<SshSession> {
   opening.then((open) => {
     if (sessions.get(target.key) === opening) opened.set(target.key, open);
     return open.gone.then(forget);
-  }, forget);
+  }, (err: unknown) => {
+    if (isUnreachable(err)) unreachable.set(target.key, err as HostError);
+    forget();
+  });
   sessions.set(target.key, opening);
   opened.delete(target.key);
   return opening;

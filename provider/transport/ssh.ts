@@ -1,8 +1,9 @@
-import { Connection, type ExecResult } from "./connection";
+import { Connection, type Held } from "./connection";
 import { dial, forward } from "./dial";
 import type { HostTarget } from "./target";
 
-export type { ExecResult } from "./connection";
+export type { ExecResult, Held } from "./connection";
+import type { ExecResult } from "./connection";
 
 /**
  * One resource's handle on the shared connection to its host: calls run with this target's
@@ -24,7 +25,7 @@ export class SshSession {
    * `readyLine`; it runs until release() closes its stdin or the connection goes. The host lock
    * is held this way: when the connection dies, sshd ends the holder and the kernel drops the lock.
    */
-  hold(script: string, what: string, readyLine: string, timeoutMs: number): Promise<{ release(): void }> {
+  hold(script: string, what: string, readyLine: string, timeoutMs: number): Promise<Held> {
     return this.connection.hold(this.target, script, what, readyLine, timeoutMs);
   }
 

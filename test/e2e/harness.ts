@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -93,4 +94,17 @@ export async function testStack(program: string, config: ConfigMap, options: { n
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Runs the `pulumi` CLI itself in the stack's program directory, with the stack's backend and
+ * PULUMI_HOME, exactly as a user types it (for documented commands). Never rejects.
+ */
+export function pulumiCli(s: TestStack, args: string[]): Promise<{ code: number; output: string }> {
+  const env = { ...process.env, PULUMI_BACKEND_URL: `file://${join(s.dir, "backend")}`, PULUMI_CONFIG_PASSPHRASE: "", PULUMI_SKIP_UPDATE_CHECK: "true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true", PULUMI_HOME: join(s.dir, "home") };
+  return new Promise((resolve) => {
+    execFile("pulumi", [...args, "--stack", s.stack.name, "--non-interactive", "--color", "never"], { cwd: join(s.dir, "program"), env, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` });
+    });
+  });
 }

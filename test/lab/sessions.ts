@@ -2,6 +2,7 @@
 // operation. Everything here acts only on the lab's own state directory and on processes found
 // from it: a host's sshd listener (its pid file) and that listener's per-connection children. The
 // listener itself is never touched.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { LabHost } from "./host";
@@ -62,12 +63,7 @@ const cmdlineOf = (pid: number): string => {
 
 /** The per-connection sshd processes of the host: children of its listener. */
 export function sessionProcesses(h: LabHost): number[] {
-  const listener = Number(readFileSync(join(hostDir(h), "sshd.pid"), "utf8").trim());
-  // Only ever the host's own sshd: named so, and living in the host's network namespace.
-  if (commOf(listener) !== "sshd" || statSync(`/proc/${listener}/ns/net`).ino !== statSync(`/run/netns/${h.name}`).ino) {
-    throw new Error(`${h.name}: pid ${listener} from sshd.pid is not this host's sshd`);
-  }
-  return childrenOf(listener).filter((pid) => commOf(pid) === "sshd");
+  return childrenOf(listenerOf(h)).filter((pid) => commOf(pid) === "sshd");
 }
 
 /** SSH commands running on the host now (children of its session processes). */
@@ -153,4 +149,55 @@ export function scheduleDrops(drops: Drop[]): { stop(): Promise<Landed[]> } {
       return landed;
     },
   };
+}
+
+/** The host's sshd listener: only ever the host's own, named so and living in its network namespace. */
+function listenerOf(h: LabHost): number {
+  const listener = Number(readFileSync(join(hostDir(h), "sshd.pid"), "utf8").trim());
+  if (commOf(listener) !== "sshd" || statSync(`/proc/${listener}/ns/net`).ino !== statSync(`/run/netns/${h.name}`).ino) {
+    throw new Error(`${h.name}: pid ${listener} from sshd.pid is not this host's sshd`);
+  }
+  return listener;
+}
+
+/**
+ * Takes the lock file `path` on the host (in its own /run, /tmp...) and holds it until release(),
+ * as a command of the host that sshd didn't start. Resolves once the lock is held.
+ */
+export async function holdLockOnHost(h: LabHost, path: string): Promise<{ release(): Promise<void> }> {
+  // flock runs cat, which ends when its stdin closes; the lock goes with them.
+  const child: ChildProcess = spawn("nsenter", ["-t", String(listenerOf(h)), "-m", "-n", "flock", path, "sh", "-c", "echo held; exec cat"], { stdio: ["pipe", "pipe", "ignore"] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`${h.name}: flock ${path} ended (${code}) before it held the lock`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    release: () => {
+      child.stdin!.end();
+      return exited;
+    },
+  };
+}
+
+/** The same, waiting for its output. */
+export function onHost(h: LabHost, argv: string[]): string {
+  return execFileSync("nsenter", ["-t", String(listenerOf(h)), "-m", "-n", ...argv], { encoding: "utf8" }).trim();
+}
+
+/**
+ * The client vanishes without a FIN, as when its machine loses power or its network: every packet
+ * of the host's open SSH connections is dropped from now on, in both directions, by rules in the
+ * host's namespace; new connections still get in. sshd and what it runs live on, unaware.
+ * Returns the client ports it cut off.
+ */
+export function vanishClients(h: LabHost): number[] {
+  const peers = onHost(h, ["ss", "-tnH", "state", "established", "( sport = :22 )"]).split("\n").filter(Boolean);
+  // "0 0 10.213.0.2:22 10.213.0.1:41234": the peer is the last column.
+  const ports = peers.map((line) => Number(/:(\d+)$/.exec(line.trim().split(/\s+/).pop()!)![1]));
+  for (const port of ports) {
+    onHost(h, ["iptables", "-I", "INPUT", "-p", "tcp", "--dport", "22", "--sport", String(port), "-j", "DROP"]);
+    onHost(h, ["iptables", "-I", "OUTPUT", "-p", "tcp", "--sport", "22", "--dport", String(port), "-j", "DROP"]);
+  }
+  return ports;
 }
