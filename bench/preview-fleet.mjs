@@ -306,7 +306,7 @@ function deltas(hosts, before, after) {
 // the engine's own readers plus ConntrackLimits'; not every reader: NotrackRule's iptables facts
 // are for hosts with that resource).
 function factsScript() {
-  const { readerList } = require(join(repo, "dist/provider/prefetch"));
+  const { readerList } = require(join(repo, "dist/provider/facts/host"));
   const { alwaysRead } = require(join(repo, "dist/provider/engine/hostFacts"));
   const { conntrackLimitsKind } = require(join(repo, "dist/provider/conntrackLimits/provider"));
   const { batchScript } = require(join(repo, "dist/provider/facts/reader"));

@@ -1,0 +1,36 @@
+import * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+
+pulumi.runtime.setMocks({
+  newResource: (args) => ({ id: `${args.name}-id`, state: args.inputs }),
+  call: () => ({}),
+});
+
+// A host that never becomes known: the constructor runs, no fact read starts (that needs the compiled provider).
+const unknownHost = () => ({ connection: pulumi.output(new Promise<{ host: string; user: string; privateKey: string }>(() => {})), timeouts: { udp: 45 } });
+
+describe("registering a resource without promise stamps", () => {
+  it("leaves the program's stack trace limit as it found it", async () => {
+    const { ConntrackLimits } = await import("../../sdk");
+    const before = Error.stackTraceLimit;
+    new ConntrackLimits("stamps-ok", unknownHost());
+    expect(Error.stackTraceLimit).toBe(before);
+  });
+  it("keeps the caller's frames in an error the SDK throws while registering", async () => {
+    const { ConntrackLimits } = await import("../../sdk");
+    const before = Error.stackTraceLimit;
+    let thrown: Error | undefined;
+    function declaredHere() {
+      // a parent that isn't a resource: the SDK refuses it in the constructor
+      new ConntrackLimits("stamps-bad", unknownHost(), { parent: {} as pulumi.Resource });
+    }
+    try {
+      declaredHere();
+    } catch (err) {
+      thrown = err as Error;
+    }
+    expect(thrown?.message).toBeTruthy();
+    expect(thrown?.stack).toContain("declaredHere");
+    expect(Error.stackTraceLimit).toBe(before);
+  });
+});
