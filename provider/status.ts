@@ -2,6 +2,7 @@ import { conntrackStatusReader, type ConntrackStatusFacts } from "./facts/conntr
 import { batchScript, parseBatch } from "./facts/reader";
 import { HostError } from "./transport/errors";
 import { withConnection } from "./transport/borrowed";
+import type { SshSession } from "./transport/ssh";
 import { connectionSchema } from "../sdk/connection";
 import type { ConntrackStatus } from "../sdk/getConntrackStatus";
 import { toTarget } from "./transport/target";
@@ -19,12 +20,7 @@ export async function readConntrackStatus(connection: unknown): Promise<Conntrac
     throw new Error(`getConntrackStatus: ${issues.join("; ")}`);
   }
   const target = toTarget(parsed.data);
-  const readers = [conntrackStatusReader];
-  const facts = await withConnection(target, async (session) => {
-    const r = await session.run(batchScript(readers), "read the conntrack status");
-    if (r.code !== 0) throw new HostError(target.label, "command", `reading the conntrack status failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}`);
-    return (parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name];
-  });
+  const facts = await withConnection(target, (session) => readStatusFacts(session));
   if (!facts.tracking) {
     throw new HostError(target.label, "config", "nf_conntrack isn't loaded, so nothing is tracked here (and nothing was loaded to read this)", "nothing to diagnose; a ConntrackLimits or a stateful rule loads it");
   }
@@ -39,4 +35,12 @@ export async function readConntrackStatus(connection: unknown): Promise<Conntrac
     insertFailed: facts.insertFailed ?? null,
     tableFullMessages: facts.tableFull,
   };
+}
+
+/** One round trip on an open session: the host's conntrack readings (getConntrackStatus, Fleet's gates). */
+export async function readStatusFacts(session: SshSession): Promise<ConntrackStatusFacts> {
+  const readers = [conntrackStatusReader];
+  const r = await session.run(batchScript(readers), "read the conntrack status");
+  if (r.code !== 0) throw new HostError(session.target.label, "command", `reading the conntrack status failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}`);
+  return (parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name];
 }

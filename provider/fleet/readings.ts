@@ -1,5 +1,4 @@
-import { conntrackStatusReader, type ConntrackStatusFacts } from "../facts/conntrackStatus";
-import { batchScript, parseBatch } from "../facts/reader";
+import { readStatusFacts } from "../status";
 import { session } from "../transport/pool";
 import { parseTarget, toTarget } from "../transport/target";
 import type { Credentials } from "../../sdk/internal/connectionInputs";
@@ -17,15 +16,11 @@ export interface StoredWaveHost {
  * wave's resources opened is already tracked and keeps working. Reads /proc only.
  */
 export async function readWave(hosts: StoredWaveHost[], credentials: Credentials[]): Promise<Record<string, Reading>> {
-  const readers = [conntrackStatusReader];
   const read = async (h: StoredWaveHost, i: number): Promise<Reading> => {
     const parsed = parseTarget({ connection: h.connection, credentials: credentials[i] });
     if (!parsed.success) return { error: `invalid connection: ${parsed.error.issues.map((x) => x.message).join("; ")}` };
-    const target = toTarget(parsed.data);
     try {
-      const r = await (await session(target)).run(batchScript(readers), "read the conntrack status");
-      if (r.code !== 0) return { error: `${target.label}: reading the conntrack status failed (exit ${r.code}): ${r.stderr.trim() || "(no message on stderr)"}` };
-      return readingOf((parseBatch(r.stdout, readers) as Record<string, ConntrackStatusFacts>)[conntrackStatusReader.name]);
+      return readingOf(await readStatusFacts(await session(toTarget(parsed.data))));
     } catch (err) {
       return { error: (err as Error).message };
     }
