@@ -17,13 +17,17 @@ export interface SystemFacts {
 
 // Few processes: a fork costs more than anything else a fact read does, on hosts that are busy
 // and in the lab, where hundreds of "hosts" share two cores (bench/preview-fleet.mjs). So files
-// are read with the shell's own `read` and compared with `test -ef`; only the page size needs a
-// program (getconf: no file holds it). Same output as uname/sed/readlink/cat printed.
+// are read with the shell's own `read` and compared with `test -ef`, and the page size comes from
+// /proc/self/smaps (getconf only where that file is missing). Same output as uname/sed/readlink/cat
+// and getconf printed.
 export const systemReader: FactReader<SystemFacts> = {
   name: "system",
   script: `
 read -r kernel < /proc/sys/kernel/osrelease; echo "kernel $kernel"
-echo "pagesize $(getconf PAGESIZE 2>/dev/null)"
+# the page size of this shell's first mapping, as the kernel prints it; getconf where smaps is missing
+p=; while read -r k v u; do [ "$k" = KernelPageSize: ] && { [ "$u" = kB ] && p=$((v * 1024)); break; }; done 2>/dev/null < /proc/self/smaps
+[ -n "$p" ] || p=$(getconf PAGESIZE 2>/dev/null)
+echo "pagesize $p"
 while read -r key value unit; do
   if [ "$key" = MemTotal: ]; then [ "$unit" = kB ] && echo "memtotal $value"; break; fi
 done < /proc/meminfo

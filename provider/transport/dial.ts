@@ -69,7 +69,13 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
     let settled = false;
     // ssh2 says "connect" once the TCP connection is up (for a tunnel, the stream is up already).
     let connected = sock !== undefined;
-    client.once("connect", () => (connected = true));
+    client.once("connect", () => {
+      connected = true;
+      // Nagle's algorithm holds a small packet back until the last one is acknowledged, and the
+      // server delays its acknowledgements (40 ms on Linux): measured on a lab host, a read went
+      // from 105 to 60 ms. Every exchange here is a few small packets in a row.
+      client.setNoDelay(true);
+    });
     const fail = (err: HostError) => {
       if (settled) return;
       settled = true;
@@ -100,6 +106,9 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
     if (!hop.privateKey && !hop.password && !agent) {
       return reject(new HostError(label, "config", "no way to authenticate", "give connection.privateKey or password, or run an ssh-agent (SSH_AUTH_SOCK)"));
     }
+    // The methods we have, without ssh2's opening "none" request: that one only asks the server
+    // which methods it takes, a round trip and an sshd log line per connection, and we have one.
+    config.authHandler = authMethods({ password: hop.password !== undefined, privateKey: hop.privateKey !== undefined, agent: agent !== undefined });
     if (hop.password) {
       client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => finish(prompts.map(() => hop.password!)));
     }
@@ -139,6 +148,16 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
       fail(new HostError(label, "config", `bad credentials: ${(err as Error).message}`, "check connection.privateKey and privateKeyPassword"));
     }
   });
+}
+
+/** ssh2's own order of methods (its default also sends "none" first), for the credentials given. */
+export function authMethods(have: { password: boolean; privateKey: boolean; agent: boolean }): Array<"password" | "publickey" | "agent" | "keyboard-interactive"> {
+  const methods: Array<"password" | "publickey" | "agent" | "keyboard-interactive"> = [];
+  if (have.password) methods.push("password");
+  if (have.privateKey) methods.push("publickey");
+  if (have.agent) methods.push("agent");
+  if (have.password) methods.push("keyboard-interactive");
+  return methods;
 }
 
 /** A handshake that times out may be a full conntrack table dropping the SYN: say how to get in. */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { fingerprint, hostKeyAlgorithms, judgeHostKey, keyBlobOf } from "../../provider/transport/hostKeys";
 import { command, quote } from "../../provider/transport/shell";
+import { authMethods } from "../../provider/transport/dial";
 import { hasToken, unloadsModules, withToken } from "../../provider/persistence/iptablesConfig";
 
 const dir = mkdtempSync(join(tmpdir(), "pct-unit-"));
@@ -54,6 +55,14 @@ describe("host keys", () => {
       expect(hostKeyAlgorithms(trust)).toEqual(all);
     }
     expect(new Set(hostKeyAlgorithms({ knownHosts: rsaOnly, host: "h", port: 22 }))).toEqual(new Set(all));
+  });
+});
+
+describe("authentication methods", () => {
+  it("tries only what it was given, in ssh2's order, without the opening \"none\" request", () => {
+    expect(authMethods({ password: false, privateKey: true, agent: false })).toEqual(["publickey"]);
+    expect(authMethods({ password: true, privateKey: true, agent: true })).toEqual(["password", "publickey", "agent", "keyboard-interactive"]);
+    expect(authMethods({ password: false, privateKey: false, agent: true })).toEqual(["agent"]);
   });
 });
 
