@@ -12,7 +12,11 @@ import type { Credentials } from "./connectionInputs";
  */
 export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>, settings: pulumi.Inputs): pulumi.Output<unknown> {
   const preview = pulumi.runtime.isDryRun();
-  const facts = pulumi.all([connection, credentials, pulumi.output(settings)]).apply(([c, creds, s]) => {
+  // Settings are nearly always plain values: wrapping them in outputs only to unwrap them again
+  // would cost the SDK a few KB per resource for the whole run.
+  const parts: Array<pulumi.Input<unknown>> = [connection, credentials];
+  if (holdsOutputs(settings)) parts.push(pulumi.output(settings));
+  const facts = pulumi.all(parts).apply(([c, creds, s = settings]) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean, settings: unknown): Promise<unknown> };
     return prefetchFor(resourceType, { connection: c, credentials: creds }, preview, s).then((read) => {
@@ -22,6 +26,13 @@ export function prefetchedFacts(resourceType: string, connection: pulumi.Output<
   });
   // The host's output holds no credential; keep it from being marked secret with them.
   return pulumi.unsecret(facts);
+}
+
+/** Whether a value holds an output or a promise anywhere inside it. */
+function holdsOutputs(value: unknown): boolean {
+  if (pulumi.Output.isInstance(value) || value instanceof Promise) return true;
+  if (typeof value !== "object" || value === null) return false;
+  return Object.values(value).some(holdsOutputs);
 }
 
 const warned = new Set<string>();
