@@ -8,6 +8,16 @@
 // (counted on the hosts), peak RSS of the program and provider processes, and client-side CPU.
 // A benchmark, not a test: it asserts nothing.
 //
+// PYINFRA: the same work in pyinfra (two `server.sysctl` with persist per host), as the issue's
+// reference: its change detection (`pyinfra INVENTORY deploy.py`, answered "no" at the prompt: it
+// reads each host's sysctls and persist file, as a preview does) and `--dry` (in pyinfra 3 this only
+// connects: it prints "Skipping change detection"). pyinfra comes from a venv in
+// ~/.cache/pulumi-conntrack/pyinfra, made on first use with pip from PyPI; set PYINFRA=/path/to/pyinfra
+// to use another. Without either (no python3-venv, no PyPI), the table says "not measured" and why.
+// SSHD CPU: CPU seconds of the hosts' sshd processes and everything they ran (cutime + cstime of each
+// host's sshd listener, which reaps its per-connection children) across a command: the host side of
+// the work, which the lab's hosts take from the same 2 cores.
+//
 // Usage (root, from the repo root, with dist/ built):
 //   source scripts/env.sh && node bench/preview-fleet.mjs [--repeat R] [N...]    (default N: 10 50 100 200)
 // --repeat R runs the engine preview and our no-op preview R times each and reports the median (the
@@ -279,6 +289,17 @@ function sshdCounts(hosts) {
   });
 }
 
+/** CPU seconds the hosts' sshd listeners have reaped from their children (see SSHD CPU above). */
+function sshdCpu(hosts) {
+  let ticks = 0;
+  for (const h of hosts) {
+    const f = readFileSync(`/proc/${h.sshdPid}/stat`, "utf8");
+    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / 100;
+}
+
 function snapshot(hosts) {
   return { syn: synCounts(hosts), sshd: sshdCounts(hosts) };
 }
@@ -323,6 +344,7 @@ async function floorOnce(hosts, script) {
   ];
   const t0 = now();
   const cpu0 = childCpu();
+  const sshd0 = sshdCpu(hosts);
   let next = 0;
   const failures = [];
   const worker = async () => {
@@ -334,7 +356,63 @@ async function floorOnce(hosts, script) {
   };
   await Promise.all(Array.from({ length: Math.min(floorParallel, hosts.length) }, worker));
   if (failures.length > 0) throw new Error(`floor: ${failures.length} hosts failed, e.g. ${failures[0]}`);
-  return { ms: now() - t0, cpu: childCpu() - cpu0 };
+  return { ms: now() - t0, cpu: childCpu() - cpu0, sshd: sshdCpu(hosts) - sshd0 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// pyinfra, the reference the issue names (see PYINFRA above)
+const pyinfraVenv = join(process.env.HOME ?? "/root", ".cache", "pulumi-conntrack", "pyinfra");
+
+/** The pyinfra executable, made on first use; or { missing: why }. */
+function findPyinfra() {
+  if (process.env.PYINFRA) return { bin: process.env.PYINFRA };
+  const bin = join(pyinfraVenv, "bin", "pyinfra");
+  try {
+    statSync(bin);
+    return { bin };
+  } catch {
+    /* make it */
+  }
+  try {
+    log(`pyinfra: making a venv in ${pyinfraVenv} (pip install pyinfra)`);
+    execFileSync("python3", ["-m", "venv", pyinfraVenv], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync(join(pyinfraVenv, "bin", "pip"), ["install", "--quiet", "pyinfra"], { stdio: ["ignore", "ignore", "pipe"], timeout: 300_000 });
+    return { bin };
+  } catch (err) {
+    rmSync(pyinfraVenv, { recursive: true, force: true });
+    return { missing: `no pyinfra: ${String(err.stderr ?? err.message).trim().split("\n").pop()}` };
+  }
+}
+
+const pyinfraDeploy = `# the same work as the Pulumi program: two conntrack timeouts, live and persisted (bench/preview-fleet.mjs)
+from pyinfra.operations import server
+server.sysctl(name="tcp established", key="net.netfilter.nf_conntrack_tcp_timeout_established", value=3600, persist=True, persist_file="/etc/sysctl.d/90-pyinfra-bench.conf")
+server.sysctl(name="udp", key="net.netfilter.nf_conntrack_udp_timeout", value=45, persist=True, persist_file="/etc/sysctl.d/90-pyinfra-bench.conf")
+`;
+
+/** pyinfra's change detection (answered "no") and its --dry, on every host at once. */
+async function measurePyinfra(n, hosts, pyinfra) {
+  if (pyinfra.missing) return { missing: pyinfra.missing };
+  const dir = mkdtempSync(`/tmp/${prefix}-pyinfra-${n}-`);
+  projectDirs.push(dir);
+  const inventory = hosts.map((h) => [h.host, { ssh_port: h.port, ssh_user: h.user, ssh_key: h.privateKeyPath, ssh_known_hosts_file: h.knownHostsPath, ssh_strict_host_key_checking: "yes" }]);
+  writeFileSync(join(dir, "inventory.py"), `import json\nhosts = [tuple(h) for h in json.loads(${JSON.stringify(JSON.stringify(inventory))})]\n`);
+  writeFileSync(join(dir, "deploy.py"), pyinfraDeploy);
+  const run = async (args, input) => {
+    const sshd0 = sshdCpu(hosts);
+    const r = await runTimed(pyinfra.bin, ["inventory.py", "deploy.py", ...args], { cwd: dir, input });
+    const out = r.stdout + r.stderr;
+    // change detection ends at the prompt, which "n" refuses: pyinfra then exits non-zero
+    if (!/Detected changes|Skipping change detection/.test(out)) throw new Error(`pyinfra ${args.join(" ")} (N=${n}) failed with exit ${r.code}:\n${out.split("\n").slice(-20).join("\n")}`);
+    return { ms: r.ms, cpu: r.cpu, sshd: sshdCpu(hosts) - sshd0 };
+  };
+  const detect = [];
+  const dry = [];
+  for (let i = 0; i < Math.max(2, repeat); i++) detect.push(await run([], "n\n"));
+  for (let i = 0; i < Math.max(2, repeat); i++) dry.push(await run(["--dry", "-y"]));
+  const mid = (a) => [...a].sort((x, y) => x.ms - y.ms)[Math.floor((a.length - 1) / 2)];
+  const version = execFileSync(pyinfra.bin, ["--version"], { encoding: "utf8" }).trim();
+  return { version, detect: mid(detect), dry: mid(dry), detectRuns: detect.map((d) => d.ms), dryRuns: dry.map((d) => d.ms) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,12 +480,14 @@ async function project(kind, n, hosts, program) {
     dir,
     async pulumi(args, hostsForCounts) {
       const before = hostsForCounts ? snapshot(hostsForCounts) : undefined;
+      const sshd0 = hostsForCounts ? sshdCpu(hostsForCounts) : 0;
       const r = await runTimed("pulumi", [...args, "--non-interactive", "--color", "never"], { cwd: work, env, rss: true, timeline: hostsForCounts });
+      const sshd = hostsForCounts ? sshdCpu(hostsForCounts) - sshd0 : undefined;
       if (r.code !== 0) {
         throw new Error(`pulumi ${args.join(" ")} (${kind}, N=${n}) failed with exit ${r.code}:\n${(r.stdout + r.stderr).split("\n").slice(-40).join("\n")}`);
       }
       const counts = before ? deltas(hostsForCounts, before, snapshot(hostsForCounts)) : undefined;
-      return { ms: r.ms, cpu: r.cpu, rss: r.rss, counts, timeline: r.timeline, summary: summaryOf(r.stdout), stdout: r.stdout };
+      return { ms: r.ms, cpu: r.cpu, sshd, rss: r.rss, counts, timeline: r.timeline, summary: summaryOf(r.stdout), stdout: r.stdout };
     },
   };
 }
@@ -422,7 +502,7 @@ function summaryOf(stdout) {
 
 // ---------------------------------------------------------------------------------------------
 // one N
-async function measure(n, script) {
+async function measure(n, script, pyinfra) {
   log(`N=${n}: starting ${n} lab hosts (prefix ${prefix})`);
   const { hosts } = hostsUp(n);
   const total = (o) => Object.values(o).reduce((a, b) => a + b, 0);
@@ -437,6 +517,7 @@ async function measure(n, script) {
   for (let i = 0; i < Math.max(3, repeat); i++) floors.push(await floorOnce(hosts, script));
   res.floorRuns = floors.map((f) => f.ms);
   res.floorCpu = floors.map((f) => f.cpu);
+  res.floorSshd = floors.map((f) => f.sshd);
   res.floor = median(res.floorRuns);
 
   const ours = await project("ours", n, hosts, oursProgram);
@@ -469,6 +550,9 @@ async function measure(n, script) {
   }
   res.preview = median(res.previews.map((p) => p.ms));
 
+  log(`N=${n}: pyinfra: change detection and --dry`);
+  res.pyinfra = await measurePyinfra(n, hosts, pyinfra);
+
   log(`N=${n}: ours: no-op pulumi up`);
   res.noopUp = await ours.pulumi(["up", "--yes"], hosts);
   noop(res.noopUp.summary, "second up");
@@ -483,12 +567,13 @@ async function measure(n, script) {
 
 // ---------------------------------------------------------------------------------------------
 function table(results) {
-  const head = ["N", "floor s", "engine s", "ours no-op preview s", "ours first up s", "no-op up s", "refresh s", "connections/host (preview, first up, no-op up, refresh)", "round trips/host (preview, first up, no-op up, refresh)", "program RSS MB", "provider RSS MB"];
+  const head = ["N", "floor s", "engine s", "ours no-op preview s", "pyinfra change detection s", "pyinfra --dry s", "ours first up s", "no-op up s", "refresh s", "connections/host (preview, first up, no-op up, refresh)", "round trips/host (preview, first up, no-op up, refresh)", "program RSS MB", "provider RSS MB"];
   const rows = results.map((r) => {
     const ops = [r.previews[0], r.firstUp, r.noopUp, r.refresh];
     const prog = Math.max(...ops.map((o) => o.rss.programMB), ...r.previews.map((o) => o.rss.programMB));
     const prov = Math.max(...ops.map((o) => o.rss.providerMB), ...r.previews.map((o) => o.rss.providerMB));
-    return [r.n, sec(r.floor), sec(r.engine), sec(r.preview), sec(r.firstUp.ms), sec(r.noopUp.ms), sec(r.refresh.ms), ops.map((o) => o.counts.connections).join(", "), ops.map((o) => o.counts.roundTrips).join(", "), prog.toFixed(0), prov.toFixed(0)];
+    const py = (k) => (r.pyinfra.missing ? "not measured" : sec(r.pyinfra[k].ms));
+    return [r.n, sec(r.floor), sec(r.engine), sec(r.preview), py("detect"), py("dry"), sec(r.firstUp.ms), sec(r.noopUp.ms), sec(r.refresh.ms), ops.map((o) => o.counts.connections).join(", "), ops.map((o) => o.counts.roundTrips).join(", "), prog.toFixed(0), prov.toFixed(0)];
   });
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => " --- ").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)];
   return lines.join("\n");
@@ -499,14 +584,20 @@ function details(results) {
   const lines = [
     "",
     "Client-side CPU s (every process below the command, reaped: the CLI, language host, program, provider; for the floor the ssh clients) — other jobs on the machine inflate wall time, much less this:",
-    "| N | floor | engine preview | ours no-op preview | ours first up | no-op up | refresh |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
-    ...results.map((r) => `| ${r.n} | ${median(r.floorCpu).toFixed(1)} | ${median(r.enginePreviews.map((p) => p.cpu)).toFixed(1)} | ${median(r.previews.map((p) => p.cpu)).toFixed(1)} | ${r.firstUp.cpu.toFixed(1)} | ${r.noopUp.cpu.toFixed(1)} | ${r.refresh.cpu.toFixed(1)} |`),
+    "| N | floor | engine preview | ours no-op preview | pyinfra change detection | ours first up | no-op up | refresh |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...results.map((r) => `| ${r.n} | ${median(r.floorCpu).toFixed(1)} | ${median(r.enginePreviews.map((p) => p.cpu)).toFixed(1)} | ${median(r.previews.map((p) => p.cpu)).toFixed(1)} | ${r.pyinfra.missing ? "–" : r.pyinfra.detect.cpu.toFixed(1)} | ${r.firstUp.cpu.toFixed(1)} | ${r.noopUp.cpu.toFixed(1)} | ${r.refresh.cpu.toFixed(1)} |`),
+    "",
+    "Host-side CPU s (the hosts' sshd and everything it ran: SSHD CPU above):",
+    "| N | floor | ours no-op preview | pyinfra change detection | pyinfra --dry | ours first up | no-op up | refresh |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...results.map((r) => `| ${r.n} | ${median(r.floorSshd).toFixed(1)} | ${median(r.previews.map((p) => p.sshd)).toFixed(1)} | ${r.pyinfra.missing ? "–" : r.pyinfra.detect.sshd.toFixed(1)} | ${r.pyinfra.missing ? "–" : r.pyinfra.dry.sshd.toFixed(1)} | ${r.firstUp.sshd.toFixed(1)} | ${r.noopUp.sshd.toFixed(1)} | ${r.refresh.sshd.toFixed(1)} |`),
     "",
     "Per command (wall s; per host: SYNs, sshd-authenticated connections, exec sessions; when, from the command's start, the hosts' first and last exec session began and the last connection closed; peak RSS MB and CPU s of the program/provider processes; resource summary):",
   ];
   for (const r of results) {
     const e = r.enginePreviews[0];
+    lines.push(r.pyinfra.missing ? `N=${r.n}: pyinfra not measured: ${r.pyinfra.missing}` : `N=${r.n}: ${r.pyinfra.version}: change detection runs ${r.pyinfra.detectRuns.map(sec).join(", ")} s, --dry runs ${r.pyinfra.dryRuns.map(sec).join(", ")} s`);
     lines.push(`N=${r.n}: floor runs ${r.floorRuns.map(sec).join(", ")} s; engine (do-nothing resources): previews ${r.enginePreviews.map((p) => sec(p.ms)).join(", ")} s (RSS program ${e.rss.programMB.toFixed(0)} / provider ${e.rss.providerMB.toFixed(0)} MB, CPU ${e.rss.programCpu.toFixed(1)}/${e.rss.providerCpu.toFixed(1)} s), first up ${sec(r.engineUp.ms)} s, no-op up ${sec(r.engineNoopUp.ms)} s, refresh ${sec(r.engineRefresh.ms)} s`);
     const ops = [...r.previews.map((p, i) => [`no-op preview${r.previews.length > 1 ? ` #${i + 1}` : ""}`, p]), ["first up", r.firstUp], ["no-op up", r.noopUp], ["refresh", r.refresh]];
     for (const [name, o] of ops) {
@@ -532,6 +623,10 @@ function ratios(results) {
     const dEngine = r200.engine - r50.engine;
     lines.push(`Δours(50→200) = ${sec(dOurs)} s; 1.2 × (Δfloor ${sec(dFloor)} + Δengine ${sec(dEngine)}) = ${sec(1.2 * (dFloor + dEngine))} s → ${dOurs <= 1.2 * (dFloor + dEngine) ? "within" : "over"}`);
   }
+  if (r200 && !r200.pyinfra.missing) {
+    const p = r200.pyinfra;
+    lines.push(`no-op preview at 200 hosts: ${sec(r200.preview)} s; pyinfra's change detection ${sec(p.detect.ms)} s (${r200.preview < p.detect.ms ? "faster" : "slower"}), its --dry (reads nothing in pyinfra 3) ${sec(p.dry.ms)} s`);
+  }
   if (r200) {
     const prog = Math.max(r200.firstUp.rss.programMB, r200.noopUp.rss.programMB, r200.refresh.rss.programMB, ...r200.previews.map((p) => p.rss.programMB));
     const prov = Math.max(r200.firstUp.rss.providerMB, r200.noopUp.rss.providerMB, r200.refresh.rss.providerMB, ...r200.previews.map((p) => p.rss.providerMB));
@@ -547,6 +642,7 @@ let meta = "";
 const failed = [];
 try {
   const { names: factNames, script } = factsScript();
+  const pyinfra = findPyinfra();
   const commit = execFileSync("git", ["-C", repo, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
   const pulumiVersion = execFileSync("pulumi", ["version"], { encoding: "utf8" }).trim();
   // what is measured is dist/, which may have been built from uncommitted work: say so
@@ -557,7 +653,7 @@ try {
   for (const n of sizes) {
     // a failed N (say, a pulumi command failing) is reported at the end; the other sizes still run
     try {
-      results.push(await measure(n, script));
+      results.push(await measure(n, script, pyinfra));
       writeFileSync(rawFile, JSON.stringify(results, null, 1));
     } catch (err) {
       log(`N=${n} FAILED: ${err.stack ?? err}`);
