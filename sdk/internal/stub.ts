@@ -36,7 +36,7 @@ export abstract class StubbedResource extends pulumi.CustomResource {
   constructor(type: string, name: string, connectionInput: pulumi.Input<ConnectionInput>, settings: pulumi.Inputs, outputs: string[], opts?: pulumi.CustomResourceOptions) {
     const { connection, credentials } = splitConnection(connectionInput);
     const props: pulumi.Inputs = {
-      ...settings,
+      ...settingsGiven(settings),
       owner: name,
       scope: `${pulumi.getProject()}/${pulumi.getStack()}`,
       connection,
@@ -60,6 +60,15 @@ export abstract class StubbedResource extends pulumi.CustomResource {
       Error.stackTraceLimit = fullStacks;
     }
   }
+}
+
+/**
+ * The settings the program gave: a setting left out is left out of the resource's properties too.
+ * The engine gets the same inputs either way (the SDK sends no undefined value), but the SDK makes
+ * an output with its promises for every property it is given, a few KB each for the whole run.
+ */
+function settingsGiven(settings: pulumi.Inputs): pulumi.Inputs {
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
 }
 
 let debugLogUnstamped = false;

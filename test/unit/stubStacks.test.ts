@@ -34,3 +34,15 @@ describe("registering a resource without promise stamps", () => {
     expect(Error.stackTraceLimit).toBe(before);
   });
 });
+
+describe("the properties a resource registers", () => {
+  it("leaves out the settings the program left out, and keeps the outputs and the settings given", async () => {
+    const { ConntrackLimits } = await import("../../sdk");
+    const limits = new ConntrackLimits("settings-given", unknownHost());
+    const own = Object.keys(limits);
+    expect(own).toEqual(expect.arrayContaining(["timeouts", "live", "plan", "warnings", "previous", "files", "memoryEstimate"]));
+    expect(own).not.toContain("max");
+    expect(own).not.toContain("hashsize");
+    expect(own).not.toContain("persist");
+  });
+});
