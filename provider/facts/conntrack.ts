@@ -54,8 +54,6 @@ export function procPathToKey(path: string): string {
 export const conntrackSysctlReader: FactReader<ConntrackSysctlFacts> = {
   name: "conntrack-sysctl",
   script: `
-# grep, not the shell's \`read\`: dash reads a byte at a time, and an integer sysctl file answers
-# a read past its first byte with end-of-file ("262144" would read as "2")
 grep -H '' /proc/sys/net/netfilter/nf_conntrack_* /proc/sys/net/ipv4/netfilter/ip_conntrack_* 2>/dev/null
 for f in /proc/sys/net/netfilter/nf_conntrack_max /proc/sys/net/ipv4/netfilter/ip_conntrack_max; do [ -e $f ] && ! [ -w $f ] && echo "read-only $f"; done
 `,

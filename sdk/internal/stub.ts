@@ -26,7 +26,7 @@ export const providerStub =
  *
  * The SDK's registration stamps every promise it makes with `new Error().stack`, kept only to
  * name a promise that leaks (PULUMI_DEBUG_PROMISE_LEAKS); with the program's source-map
- * support each stamp maps every frame. Our resources carry 17 properties, each stamped: measured
+ * support each stamp maps every frame. Our resources carry up to 17 properties, each stamped: measured
  * on a 50-host preview (100 resources), the stamps made while constructing them took 1.1 s of the
  * program's CPU, more than everything else the constructors do. So the constructor registers
  * with no stack frames unless leaks are being debugged. The SDK's debug log calls, a few per
