@@ -102,13 +102,18 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
 }
 const running = new Set();
 
-/** Peak RSS (VmHWM, kB) of the program and provider processes below `root`, sampled until stop(). */
-function rssSampler(root) {
+/**
+ * Peak RSS (VmHWM, kB) of the program and provider processes below `root`, sampled until stop(),
+ * their CPU, and when the first of each kind appeared (ms after t0): the provider process starts
+ * at the program's first registration and loads Pulumi's runtime before it can serve a `check`.
+ */
+function rssSampler(root, t0) {
   const kinds = new Map(); // pid -> "program" | "provider" | null
   const peak = { program: 0, provider: 0 };
   const counts = { program: new Set(), provider: new Set() };
   const cpu = { program: new Map(), provider: new Map() };
   const parent = new Map(); // pid -> ppid, read once per process
+  const firstSeen = { program: undefined, provider: undefined };
   const sample = () => {
     const seen = new Set();
     for (const d of readdirSync("/proc")) {
@@ -144,6 +149,7 @@ function rssSampler(root) {
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
         if (m) {
+          firstSeen[kind] ??= now() - t0;
           peak[kind] = Math.max(peak[kind], Number(m[1]));
           counts[kind].add(pid);
         }
@@ -161,7 +167,7 @@ function rssSampler(root) {
     stop() {
       clearInterval(timer);
       const sum = (m) => [...m.values()].reduce((a, b) => a + b, 0);
-      return { programMB: peak.program / 1024, providerMB: peak.provider / 1024, programProcs: counts.program.size, providerProcs: counts.provider.size, programCpu: sum(cpu.program), providerCpu: sum(cpu.provider) };
+      return { programMB: peak.program / 1024, providerMB: peak.provider / 1024, programProcs: counts.program.size, providerProcs: counts.provider.size, programCpu: sum(cpu.program), providerCpu: sum(cpu.provider), programStart: firstSeen.program, providerStart: firstSeen.provider };
     },
   };
 }
@@ -225,7 +231,7 @@ function runTimed(cmd, args, { cwd, env, input, rss = false, timeline } = {}) {
     // its own process group, so an interrupted run can stop the CLI with its plugins and program
     const child = spawn(cmd, args, { cwd, env: env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
     running.add(child);
-    const sampler = rss ? rssSampler(child.pid) : undefined;
+    const sampler = rss ? rssSampler(child.pid, t0) : undefined;
     const out = [];
     const err = [];
     child.stdout.on("data", (d) => out.push(d));
@@ -598,11 +604,11 @@ function details(results) {
   for (const r of results) {
     const e = r.enginePreviews[0];
     lines.push(r.pyinfra.missing ? `N=${r.n}: pyinfra not measured: ${r.pyinfra.missing}` : `N=${r.n}: ${r.pyinfra.version}: change detection runs ${r.pyinfra.detectRuns.map(sec).join(", ")} s, --dry runs ${r.pyinfra.dryRuns.map(sec).join(", ")} s`);
-    lines.push(`N=${r.n}: floor runs ${r.floorRuns.map(sec).join(", ")} s; engine (do-nothing resources): previews ${r.enginePreviews.map((p) => sec(p.ms)).join(", ")} s (RSS program ${e.rss.programMB.toFixed(0)} / provider ${e.rss.providerMB.toFixed(0)} MB, CPU ${e.rss.programCpu.toFixed(1)}/${e.rss.providerCpu.toFixed(1)} s), first up ${sec(r.engineUp.ms)} s, no-op up ${sec(r.engineNoopUp.ms)} s, refresh ${sec(r.engineRefresh.ms)} s`);
+    lines.push(`N=${r.n}: floor runs ${r.floorRuns.map(sec).join(", ")} s; engine (do-nothing resources): previews ${r.enginePreviews.map((p) => sec(p.ms)).join(", ")} s (RSS program ${e.rss.programMB.toFixed(0)} / provider ${e.rss.providerMB.toFixed(0)} MB, CPU ${e.rss.programCpu.toFixed(1)}/${e.rss.providerCpu.toFixed(1)} s, provider process from ${sec(e.rss.providerStart ?? NaN)} s), first up ${sec(r.engineUp.ms)} s, no-op up ${sec(r.engineNoopUp.ms)} s, refresh ${sec(r.engineRefresh.ms)} s`);
     const ops = [...r.previews.map((p, i) => [`no-op preview${r.previews.length > 1 ? ` #${i + 1}` : ""}`, p]), ["first up", r.firstUp], ["no-op up", r.noopUp], ["refresh", r.refresh]];
     for (const [name, o] of ops) {
       const tl = o.timeline ?? {};
-      lines.push(`  ${name}: ${sec(o.ms)} s; SYN ${o.counts.connections}, auth ${o.counts.authenticated}, execs ${o.counts.roundTrips}; execs began ${t(tl.firstStart)}–${t(tl.lastStart)} s, last close ${t(tl.lastClose)} s; RSS ${o.rss.programMB.toFixed(0)}/${o.rss.providerMB.toFixed(0)} MB, CPU ${o.rss.programCpu.toFixed(1)}/${o.rss.providerCpu.toFixed(1)} s (${o.rss.programProcs} program, ${o.rss.providerProcs} provider processes); ${JSON.stringify(o.summary)}`);
+      lines.push(`  ${name}: ${sec(o.ms)} s; SYN ${o.counts.connections}, auth ${o.counts.authenticated}, execs ${o.counts.roundTrips}; program process from ${t(o.rss.programStart)} s, provider process from ${t(o.rss.providerStart)} s; execs began ${t(tl.firstStart)}–${t(tl.lastStart)} s, last close ${t(tl.lastClose)} s; RSS ${o.rss.programMB.toFixed(0)}/${o.rss.providerMB.toFixed(0)} MB, CPU ${o.rss.programCpu.toFixed(1)}/${o.rss.providerCpu.toFixed(1)} s (${o.rss.programProcs} program, ${o.rss.providerProcs} provider processes); ${JSON.stringify(o.summary)}`);
     }
   }
   return lines.join("\n");
