@@ -604,7 +604,7 @@ function details(results) {
   for (const r of results) {
     const e = r.enginePreviews[0];
     lines.push(r.pyinfra.missing ? `N=${r.n}: pyinfra not measured: ${r.pyinfra.missing}` : `N=${r.n}: ${r.pyinfra.version}: change detection runs ${r.pyinfra.detectRuns.map(sec).join(", ")} s, --dry runs ${r.pyinfra.dryRuns.map(sec).join(", ")} s`);
-    lines.push(`N=${r.n}: floor runs ${r.floorRuns.map(sec).join(", ")} s; engine (do-nothing resources): previews ${r.enginePreviews.map((p) => sec(p.ms)).join(", ")} s (RSS program ${e.rss.programMB.toFixed(0)} / provider ${e.rss.providerMB.toFixed(0)} MB, CPU ${e.rss.programCpu.toFixed(1)}/${e.rss.providerCpu.toFixed(1)} s, provider process from ${sec(e.rss.providerStart ?? NaN)} s), first up ${sec(r.engineUp.ms)} s, no-op up ${sec(r.engineNoopUp.ms)} s, refresh ${sec(r.engineRefresh.ms)} s`);
+    lines.push(`N=${r.n}: floor runs ${r.floorRuns.map(sec).join(", ")} s; engine (do-nothing resources): previews ${r.enginePreviews.map((p) => sec(p.ms)).join(", ")} s (RSS program ${e.rss.programMB.toFixed(0)} / provider ${e.rss.providerMB.toFixed(0)} MB, CPU ${e.rss.programCpu.toFixed(1)}/${e.rss.providerCpu.toFixed(1)} s, provider process from ${t(e.rss.providerStart)} s), first up ${sec(r.engineUp.ms)} s, no-op up ${sec(r.engineNoopUp.ms)} s, refresh ${sec(r.engineRefresh.ms)} s`);
     const ops = [...r.previews.map((p, i) => [`no-op preview${r.previews.length > 1 ? ` #${i + 1}` : ""}`, p]), ["first up", r.firstUp], ["no-op up", r.noopUp], ["refresh", r.refresh]];
     for (const [name, o] of ops) {
       const tl = o.timeline ?? {};
