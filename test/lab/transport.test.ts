@@ -150,7 +150,8 @@ describe("host identity: an sshd with ed25519, ECDSA and RSA host keys", () => {
       `mkdir -p ${d}`,
       `for t in ed25519 ecdsa rsa; do [ -f ${d}/key_$t ] || ssh-keygen -q -t $t -N '' -f ${d}/key_$t; done`,
       `printf '%s\n' 'Port ${port}' 'ListenAddress 0.0.0.0' 'HostKey ${d}/key_ed25519' 'HostKey ${d}/key_ecdsa' 'HostKey ${d}/key_rsa' 'PidFile ${d}/sshd.pid' \
-        'PermitRootLogin prohibit-password' 'AuthorizedKeysFile .ssh/authorized_keys' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'UsePAM no' 'UseDNS no' > ${d}/sshd_config`,
+        'PermitRootLogin prohibit-password' 'AuthorizedKeysFile .ssh/authorized_keys' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'UsePAM no' 'UseDNS no' \
+        'LogLevel DEBUG1' > ${d}/sshd_config`,
       `/usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`,
       `for t in ed25519 ecdsa rsa; do echo "$t $(cut -d' ' -f1,2 ${d}/key_$t.pub)"; done`,
     ].join("\n");
@@ -199,6 +200,16 @@ describe("host identity: an sshd with ed25519, ECDSA and RSA host keys", () => {
     expect(err.message).toContain(`connection.hostKey = "${fingerprintOf(keys.ed25519)}" or add a plain key line`);
   });
 
+  it("answers the host's key announcement with a keepalive, not by asking it to sign with each of its keys", async () => {
+    // sshd at DEBUG1 logs every global request a client makes ("server_input_global_request: rtype ...").
+    const requests = async () => (await hostExec(host, "grep -o 'rtype [^ ]*' /tmp/multikey/sshd.log || true")).stdout.trim().split("\n").filter(Boolean);
+    const before = (await requests()).length;
+    expect(await hostname(withKnownHosts(`[${host.host}]:${port} ${keys.ed25519}\n`))).toBe(host.name);
+    const made = (await requests()).slice(before);
+    expect(made).not.toContain("rtype hostkeys-prove-00@openssh.com");
+    expect(made).toContain("rtype keepalive@openssh.com");
+  });
+
   it("connects to an unknown host only when told to skip the check, and to a pinned ECDSA key", async () => {
     const unknown = await expectHostError(withKnownHosts(""));
     expect(unknown.message).toContain(`unknown host key ${fingerprintOf(keys.ed25519)}`);
@@ -240,12 +251,18 @@ describe("sudo for a non-root user", () => {
     expect(noRights.message).toMatch(/sudo refused to run "whoami via sudo" as root for nosudo: .*nosudo is not in the sudoers file.*Fix: give nosudo sudo rights on the host/);
   });
 
-  it("tells a login that isn't root and has no sudo so, before any of the script runs", async () => {
-    const s = await session(targetFor(hosts[0], { user: "nosudo" }));
-    const err = await expectHostError(s.run("touch /tmp/nosudo/ran", "whoami without sudo"));
-    expect(err.layer).toBe("sudo");
-    expect(err.message).toContain(`nosudo@${hosts[0].host}:22: user nosudo isn't root and connection.sudo isn't set, so "whoami without sudo" can't run as root. Fix: set connection.sudo = true`);
-    expect((await hostExec(hosts[0], "ls /tmp/nosudo")).stdout).not.toContain("ran");
+  it("tells a login that isn't root and has no sudo so, before any of the script runs, with sh or bash as its shell", async () => {
+    // The check reads bash's EUID, and runs `id -u` in a shell that has none (dash). sshd reads
+    // the login shell when the user logs in: a new connection for each.
+    for (const shell of ["/bin/bash", "/bin/sh"]) {
+      expect((await hostExec(hosts[0], `usermod -s ${shell} nosudo`)).stderr).toBe("");
+      const s = await session(targetFor(hosts[0], { user: "nosudo" }));
+      const err = await expectHostError(s.run("touch /tmp/nosudo/ran", "whoami without sudo"));
+      s.close();
+      expect(err.layer).toBe("sudo");
+      expect(err.message).toContain(`nosudo@${hosts[0].host}:22: user nosudo isn't root and connection.sudo isn't set, so "whoami without sudo" can't run as root. Fix: set connection.sudo = true`);
+      expect((await hostExec(hosts[0], "ls /tmp/nosudo")).stdout).not.toContain("ran");
+    }
     const root = await session(targetFor(hosts[0], {}));
     expect((await root.run("id -u", "whoami as root")).stdout).toBe("0\n");
   });
