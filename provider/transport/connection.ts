@@ -210,8 +210,8 @@ export interface Held {
  * the script, so a user who isn't gets told why instead of seeing the first command that failed.
  * bash (root's usual login shell) and zsh set EUID to the effective uid themselves: reading it
  * saves the fork and exec of `id` (on a lab host, 5.3 → 3.6 ms of sshd CPU per command). Other
- * shells leave it unset and run `id`. The check only chooses the message: were it ever wrong, the
- * script would fail on its own permission error instead.
+ * shells leave it unset and run `id`; they would take an EUID from the environment, which a
+ * login gets only when the host sets it up (sshd's AcceptEnv or PermitUserEnvironment, pam_env).
  */
 const notRootMark = "pulumi-conntrack: this login is not root";
 const rootCheck = `[ "\${EUID:-$(id -u)}" = 0 ] || { echo ${quote(notRootMark)} >&2; exit 1; }`;
