@@ -143,11 +143,11 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
     client.once("close", () => fail(new HostError(label, "connect", "the connection closed during the SSH handshake")));
     try {
       client.connect(config);
-      answerHostKeysWithoutProof(client);
     } catch (err) {
       // ssh2 throws synchronously for unreadable keys; its message never contains the key.
-      fail(new HostError(label, "config", `bad credentials: ${(err as Error).message}`, "check connection.privateKey and privateKeyPassword"));
+      return fail(new HostError(label, "config", `bad credentials: ${(err as Error).message}`, "check connection.privateKey and privateKeyPassword"));
     }
+    answerHostKeysWithoutProof(client);
   });
 }
 
@@ -177,12 +177,13 @@ function answerHostKeysWithoutProof(client: Client): void {
   const handlers = protocol?._handlers;
   const callbacks = internals._callbacks;
   const ssh2Handler = handlers?.GLOBAL_REQUEST;
-  if (!handlers || typeof ssh2Handler !== "function" || typeof protocol?.ping !== "function" || !Array.isArray(callbacks)) return;
+  const ping = protocol?.ping?.bind(protocol);
+  if (!handlers || typeof ssh2Handler !== "function" || !ping || !Array.isArray(callbacks)) return;
   handlers.GLOBAL_REQUEST = (p: { requestSuccess(): void }, name: string, wantReply: boolean, data: unknown) => {
     if (name !== "hostkeys-00@openssh.com") return ssh2Handler(p, name, wantReply, data);
     if (wantReply) p.requestSuccess();
     callbacks.push(() => {});
-    protocol.ping!();
+    ping();
   };
 }
 
