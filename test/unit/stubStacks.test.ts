@@ -35,6 +35,24 @@ describe("registering a resource without promise stamps", () => {
   });
 });
 
+describe("the SDK's promise stamps after a resource is constructed", () => {
+  it("carry no stack frames unless leaks are being debugged, and leave the limit as they found it", async () => {
+    const { ConntrackLimits } = await import("../../sdk");
+    new ConntrackLimits("stamps-later", unknownHost());
+    // the SDK's own stamping function, as it calls it: looked up on its module at each call
+    const debuggable = (await import("@pulumi/pulumi/runtime/debuggable")) as unknown as { debuggablePromise(p: Promise<unknown>, ctx: string): Promise<unknown> };
+    const stamped = Promise.resolve(1);
+    const before = Error.stackTraceLimit;
+    await debuggable.debuggablePromise(stamped, "test");
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(process.env.PULUMI_DEBUG_PROMISE_LEAKS).toBeUndefined();
+    const trace = (stamped as unknown as { _debugStackTrace: string })._debugStackTrace;
+    expect(trace).toMatch(/^Error/);
+    expect(trace).not.toContain(" at ");
+    expect(new Error().stack).toContain("\n    at ");
+  });
+});
+
 describe("the properties a resource registers", () => {
   it("leaves out the settings the program left out, and keeps the outputs and the settings given", async () => {
     const { ConntrackLimits } = await import("../../sdk");
