@@ -78,7 +78,7 @@ let sdkPromisesUnstamped = false;
  * it makes after a constructor has returned (serializing inputs, resolving outputs, its debug
  * log calls), through its one stamping function, which every caller looks up on the module at
  * each call. The stacks are only ever printed with PULUMI_DEBUG_PROMISE_LEAKS, which keeps them.
- * Measured on a 200-host preview (400 resources): the program's peak RSS 323-325 → 315-319 MB.
+ * Measured on a 200-host preview (400 resources), the program's peak RSS: 323-325 → 315-319 MB.
  * Should the SDK move that function, its stamps stay as they are.
  */
 function unstampSdkPromises(): void {
