@@ -36,7 +36,7 @@ describe("registering a resource without promise stamps", () => {
 });
 
 describe("the SDK's promise stamps after a resource is constructed", () => {
-  it("carry no stack frames unless leaks are being debugged, and leave the limit as they found it", async () => {
+  it("carry no stack frames while leaks aren't being debugged, and leave the limit as they found it", async () => {
     const { ConntrackLimits } = await import("../../sdk");
     new ConntrackLimits("stamps-later", unknownHost());
     // the SDK's own stamping function, as it calls it: looked up on its module at each call
