@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection, ConnectionInput } from "../connection";
-import { maskInDebugLog } from "./debugLogSecrets";
+import { maskInDebugLog } from "./debugLog";
 
 type Hop = Omit<Connection, "proxy" | "sudo">;
 

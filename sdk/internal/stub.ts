@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionInput } from "../connection";
 import { splitConnection } from "./connectionInputs";
+import { filterDebugLog } from "./debugLog";
 import { prefetchedFacts } from "./prefetch";
 
 /**
@@ -47,6 +48,7 @@ export abstract class StubbedResource extends pulumi.CustomResource {
     };
     for (const o of ["previous", "live", "files", "plan", "warnings", ...outputs]) props[o] = undefined;
     unstampSdkPromises();
+    filterDebugLog();
     const fullStacks = Error.stackTraceLimit;
     if (!process.env.PULUMI_DEBUG_PROMISE_LEAKS) Error.stackTraceLimit = 0;
     try {
