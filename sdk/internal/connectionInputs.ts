@@ -40,9 +40,15 @@ export function splitConnection(input: pulumi.Input<ConnectionInput>): SplitConn
   return fresh;
 }
 
-interface SplitConnection {
+export interface SplitConnection {
   connection: pulumi.Output<Record<string, unknown>>;
   credentials: pulumi.Output<Credentials>;
+  /**
+   * Both halves as one output that isn't secret, for the program's own read of the host
+   * (prefetch.ts, whose result holds no credential). Made on first use, once per split: the
+   * resources on a host share it.
+   */
+  readonly forReading: pulumi.Output<object>;
 }
 
 const splitOf = new WeakMap<object, { content: Content | undefined; split: SplitConnection }>();
@@ -87,5 +93,13 @@ function split(input: pulumi.Input<ConnectionInput>): SplitConnection {
       return JSON.parse(JSON.stringify(creds));
     }),
   );
-  return { connection, credentials };
+  let forReading: SplitConnection["forReading"] | undefined;
+  return {
+    connection,
+    credentials,
+    get forReading() {
+      forReading ??= pulumi.unsecret(pulumi.all([connection, credentials]).apply(([c, creds]): object => ({ connection: c, credentials: creds })));
+      return forReading;
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { Credentials } from "./connectionInputs";
+import type { SplitConnection } from "./connectionInputs";
 
 /**
  * Starts reading the host's facts from the program process as soon as the connection is known,
@@ -10,22 +10,20 @@ import type { Credentials } from "./connectionInputs";
  * at run time, so importing the SDK never loads SSH code. Bad settings are never read for: `check`
  * refuses them before anything reaches the host.
  */
-export function prefetchedFacts(resourceType: string, connection: pulumi.Output<Record<string, unknown>>, credentials: pulumi.Output<Credentials>, settings: pulumi.Inputs): pulumi.Output<unknown> {
+export function prefetchedFacts(resourceType: string, split: SplitConnection, settings: pulumi.Inputs): pulumi.Output<unknown> {
   const preview = pulumi.runtime.isDryRun();
-  // Settings are nearly always plain values: wrapping them in outputs only to unwrap them again
-  // would cost the SDK a few KB per resource for the whole run.
-  const parts: Array<pulumi.Input<unknown>> = [connection, credentials];
-  if (holdsOutputs(settings)) parts.push(pulumi.output(settings));
-  const facts = pulumi.all(parts).apply(([c, creds, s = settings]) => {
+  const read = (stored: object, s: unknown) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { prefetchFor } = require("../../provider/prefetch") as { prefetchFor(type: string, stored: object, preview: boolean, settings: unknown): Promise<unknown> };
-    return prefetchFor(resourceType, { connection: c, credentials: creds }, preview, s).then((read) => {
-      warnUnreachable(read as { error?: string; unreachable?: boolean } | undefined, preview);
-      return read;
+    return prefetchFor(resourceType, stored, preview, s).then((result) => {
+      warnUnreachable(result as { error?: string; unreachable?: boolean } | undefined, preview);
+      return result;
     });
-  });
-  // The host's output holds no credential; keep it from being marked secret with them.
-  return pulumi.unsecret(facts);
+  };
+  // Each output costs the SDK a few KB of promises for the whole run: settings are nearly always
+  // plain values, and the connection's readable form is shared by the resources on a host.
+  if (!holdsOutputs(settings)) return split.forReading.apply((stored) => read(stored, settings));
+  return pulumi.unsecret(pulumi.all([split.forReading, pulumi.output(settings)]).apply(([stored, s]) => read(stored, s)));
 }
 
 /** Whether a value holds an output or a promise anywhere inside it. */

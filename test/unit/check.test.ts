@@ -6,7 +6,9 @@ import { connectionsOpened } from "../../provider/transport/pool";
 const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // 192.0.2.1 (TEST-NET-1) would hang if anything tried to dial it: nothing may.
 const connection = { host: "192.0.2.1", port: 22, user: "root" };
-const base = { resourceType: "ConntrackLimits", owner: "web", connection, credentials: { privateKey: "k" } };
+// As the SDK sends them (sdk/internal/stub.ts): the program's own fields under __program.
+const program = { owner: "web", scope: "proj/dev" };
+const base = { resourceType: "ConntrackLimits", connection, credentials: { privateKey: "k" }, __program: program };
 type Result = { inputs?: Record<string, unknown>; failures?: { property: string; reason: string }[] };
 const run = async (news: Record<string, unknown>) => (await check({}, news as never)) as Result;
 
@@ -48,12 +50,15 @@ describe("check", () => {
   it("lets a host the program couldn't reach fail at its apply, not in check, and says so in the preview", async () => {
     const error = "root@192.0.2.1:22: unreachable after 1 try (connection refused)";
     const prefetched = (unreachable: boolean) => ({ names: ["system", "files"], error, unreachable, preview: true });
-    const result = await run({ ...base, max: 1000, prefetched: prefetched(true) });
+    const result = await run({ ...base, max: 1000, __program: { ...program, prefetched: prefetched(true) } });
     expect(result.failures).toBeUndefined();
     expect(result.inputs).toMatchObject({ plan: { host: `unreachable: ${error}` }, warnings: [error] });
-    expect(result.inputs?.prefetched).toBeUndefined();
+    // Stored as earlier versions stored them: name and scope as properties, the facts nowhere.
+    expect(result.inputs).toMatchObject({ owner: "web", scope: "proj/dev" });
+    expect(Object.keys(result.inputs ?? {})).not.toContain("prefetched");
+    expect(Object.keys(result.inputs ?? {})).not.toContain("__program");
     // Any other failure to read (a refused key, a failed command) still fails check.
-    expect((await run({ ...base, max: 1000, prefetched: prefetched(false) })).failures).toEqual([{ property: "connection", reason: error }]);
+    expect((await run({ ...base, max: 1000, __program: { ...program, prefetched: prefetched(false) } })).failures).toEqual([{ property: "connection", reason: error }]);
     expect(connectionsOpened.size).toBe(0);
   });
 });
