@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
+import { Socket } from "node:net";
 import { join } from "node:path";
 import { Client, type ConnectConfig } from "ssh2";
 import { HostError, type FailureLayer } from "./errors";
@@ -148,13 +149,42 @@ function dialOnce(label: string, hop: Hop, sock?: NodeJS.ReadableStream): Promis
       return fail(new HostError(label, "config", `bad credentials: ${(err as Error).message}`, "check connection.privateKey and privateKeyPassword"));
     }
     answerHostKeysWithoutProof(client);
+    if (!sock) coalesceWrites(client);
   });
 }
 
-/** The parts of an ssh2 Client, private in 1.17, that answerHostKeysWithoutProof uses. */
+/** The parts of an ssh2 Client, private in 1.17, that answerHostKeysWithoutProof and coalesceWrites use. */
 interface ClientInternals {
   _protocol?: { _handlers?: Record<string, unknown>; ping?: () => void };
   _callbacks?: Array<() => void>;
+  _sock?: unknown;
+}
+
+/**
+ * ssh2 writes each encrypted packet to the socket in three pieces (length, cipher text, tag): 34
+ * writes per fact read. Each is a system call and a TCP segment that wakes the host's sshd, and
+ * the sender pays for its delivery: in a 200-host preview, the program spent 1.4 s of CPU inside
+ * socket writes. So the writes made in one turn of the event loop go out together: cork at the
+ * first, uncork when the turn ends (setImmediate), one writev. A fact read now makes 10. Nothing
+ * waits for a later turn, and setNoDelay stays on between turns. If ssh2's internals ever move,
+ * its writes go out one by one, as before.
+ */
+function coalesceWrites(client: Client): void {
+  const sock = (client as unknown as ClientInternals)._sock;
+  if (!(sock instanceof Socket)) return;
+  const write = sock.write;
+  let corked = false;
+  sock.write = function (this: Socket, ...args: unknown[]) {
+    if (!corked) {
+      corked = true;
+      sock.cork();
+      setImmediate(() => {
+        corked = false;
+        sock.uncork();
+      });
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket["write"];
 }
 
 /**

@@ -43,6 +43,24 @@ describe("SSH transport against real sshd", () => {
     expect(r.stdout.trim().split("\n")).toEqual(["0", hosts[0].name]);
   });
 
+  it("sends what ssh2 writes in one turn of the event loop as one TCP segment, counted on the host", async () => {
+    // ssh2 writes each encrypted packet in three pieces (length, cipher text, tag); with
+    // setNoDelay each piece was a segment of its own (dial.ts, coalesceWrites).
+    const iptables = (...args: string[]) => execFileSync("ip", ["netns", "exec", hosts[1].name, "iptables", ...args], { encoding: "utf8" });
+    iptables("-N", "PCT-DATA");
+    iptables("-A", "PCT-DATA", "-j", "RETURN");
+    // 52 bytes: IPv4 and TCP headers with timestamps, a bare acknowledgement
+    iptables("-I", "INPUT", "-p", "tcp", "--dport", "22", "-m", "length", "--length", "53:65535", "-j", "PCT-DATA");
+    const segments = () => Number(/^\s*(\d+)/.exec(iptables("-nvxL", "PCT-DATA").split("\n")[2])![1]);
+    await closeAll();
+    const before = segments();
+    const s = await session(targetFor(hosts[1]));
+    expect((await s.run("echo ok", "one command")).stdout).toBe("ok\n");
+    const sent = segments() - before;
+    console.log(`[figure] client segments with data for a connection and one command: ${sent}`);
+    expect(sent).toBeLessThanOrEqual(12);
+  });
+
   it("refuses a changed host key and shows the fingerprint the host presented", async () => {
     const presented = execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", "-"], { input: hosts[0].hostKey, encoding: "utf8" }).split(" ")[1];
     const err = await expectHostError(session(targetFor(hosts[0], { hostKey: hosts[1].hostKey })));
