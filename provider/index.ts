@@ -7,8 +7,8 @@ import { fleetWaveBaselineProvider, fleetWaveGateProvider } from "./fleet/provid
 
 /**
  * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
- * is routed by the `resourceType` every resource of this package carries in its props, so one
- * stub serves all types. These signatures are a contract with state written by older versions.
+ * is routed by the `resourceType` every resource of this package carries in its props (in
+ * `check`, under `__program`), so one stub serves all types. These signatures are a contract with state written by older versions.
  */
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
@@ -28,7 +28,20 @@ function providerFor(props: Props): pulumi.dynamic.ResourceProvider {
   return provider;
 }
 
-export const check = (olds: Props, news: Props) => providerFor(news).check!(olds, news);
+/**
+ * The inputs as stored: the program sends what it knows of the resource (type, name, scope, the
+ * facts it read) as one property, `__program`, because the SDK makes an output for every
+ * property (sdk/internal/stub.ts). State keeps them as properties of their own, as it always has.
+ */
+function unbundled(sent: Props): Props {
+  const { __program: program, ...rest } = (sent ?? {}) as Record<string, unknown>;
+  return typeof program === "object" && program !== null ? { ...rest, ...program } : sent;
+}
+
+export const check = (olds: Props, sent: Props) => {
+  const news = unbundled(sent);
+  return providerFor(news).check!(olds, news);
+};
 export const diff = (id: string, olds: Props, news: Props) => providerFor(news ?? olds).diff!(id, olds, news);
 export const create = (inputs: Props) => providerFor(inputs).create(inputs);
 export const read = (id: string, props: Props) => providerFor(props).read!(id, props);

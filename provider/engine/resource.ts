@@ -92,15 +92,6 @@ function describe<S>(spec: ResourceSpec<S>, plan: HostPlan, wanted: Wanted, fact
   return out;
 }
 
-/**
- * The inputs as stored: the program sends its own fields (owner, scope, prefetched) as one
- * property, `__program`, because the SDK makes an output for every property (sdk/internal/stub.ts).
- */
-function unbundled(sent: BaseInputs): BaseInputs {
-  const { __program: program, ...rest } = sent;
-  return typeof program === "object" && program !== null ? { ...rest, ...program } : sent;
-}
-
 /** A dynamic provider for one resource type on the host engine. */
 export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.ResourceProvider<BaseInputs, BaseOutputs> {
   const { kind } = spec;
@@ -137,8 +128,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
   const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;
 
   return {
-    async check(olds, sent) {
-      const news = unbundled(sent);
+    async check(olds, news) {
       const failures: pulumi.dynamic.CheckFailure[] = [];
       if (typeof news.owner !== "string" || news.owner === "") failures.push({ property: "owner", reason: "owner (the resource name) is required" });
       // A misspelt argument would otherwise be dropped without a word (JavaScript programs aren't type-checked).

@@ -22,17 +22,17 @@ export const providerStub =
  * A dynamic resource of this package: the type token Pulumi gives dynamic resources
  * ("pulumi-nodejs:dynamic/<module>:<type>", routed to its dynamic-provider host) with our stub,
  * and what every resource carries: the connection split into a public and a secret half, and,
- * under `__program`, what the program knows: the resource's name and "project/stack" (which name
- * it in the host's ledger, so two stacks never collide) and the host's facts read for this run
- * (prefetchedFacts). The SDK makes an output with its promises for every property, a few KB each
- * for the whole run, even for these, which nobody reads from the resource: so they travel as one
- * property, and `check` stores the name and scope as properties of their own (the stored inputs
- * are those of earlier versions). Measured on a 200-host no-op preview (400 resources), with the
- * shared readable connection of prefetch.ts: the program's peak RSS 303-305 → 291-294 MB.
+ * under `__program`, what the program knows: the resource's type, its name and "project/stack"
+ * (which name it in the host's ledger, so two stacks never collide) and the host's facts read for
+ * this run (prefetchedFacts). The SDK makes an output with its promises for every property, a few
+ * KB each for the whole run, even for these, which nobody reads from the resource: so they travel
+ * as one property, and `check` stores type, name and scope as properties of their own (the stored
+ * inputs are those of earlier versions). Measured on a 200-host no-op preview (400 resources),
+ * with the shared readable connection of prefetch.ts: the program's peak RSS 303-305 → 291-294 MB.
  *
  * The SDK's registration stamps every promise it makes with `new Error().stack`, kept only to
  * name a promise that leaks (PULUMI_DEBUG_PROMISE_LEAKS); with the program's source-map
- * support each stamp maps every frame. Our resources carry up to 15 properties, each stamped: measured
+ * support each stamp maps every frame. Our resources carry up to 14 properties, each stamped: measured
  * on a 50-host preview (100 resources), the stamps made while constructing them took 1.1 s of the
  * program's CPU, more than everything else the constructors do. So the constructor registers
  * with no stack frames unless leaks are being debugged, and so do the stamps the SDK makes later
@@ -45,8 +45,7 @@ export abstract class StubbedResource extends pulumi.CustomResource {
       ...settingsGiven(settings),
       connection: split.connection,
       credentials: split.credentials,
-      __program: { owner: name, scope: `${pulumi.getProject()}/${pulumi.getStack()}`, prefetched: prefetchedFacts(type, split, settings) },
-      resourceType: type,
+      __program: { resourceType: type, owner: name, scope: `${pulumi.getProject()}/${pulumi.getStack()}`, prefetched: prefetchedFacts(type, split, settings) },
       __provider: providerStub,
     };
     for (const o of ["previous", "live", "files", "plan", "warnings", ...outputs]) props[o] = undefined;

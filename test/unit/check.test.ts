@@ -7,8 +7,8 @@ const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // 192.0.2.1 (TEST-NET-1) would hang if anything tried to dial it: nothing may.
 const connection = { host: "192.0.2.1", port: 22, user: "root" };
 // As the SDK sends them (sdk/internal/stub.ts): the program's own fields under __program.
-const program = { owner: "web", scope: "proj/dev" };
-const base = { resourceType: "ConntrackLimits", connection, credentials: { privateKey: "k" }, __program: program };
+const program = { resourceType: "ConntrackLimits", owner: "web", scope: "proj/dev" };
+const base = { connection, credentials: { privateKey: "k" }, __program: program };
 type Result = { inputs?: Record<string, unknown>; failures?: { property: string; reason: string }[] };
 const run = async (news: Record<string, unknown>) => (await check({}, news as never)) as Result;
 
@@ -54,7 +54,7 @@ describe("check", () => {
     expect(result.failures).toBeUndefined();
     expect(result.inputs).toMatchObject({ plan: { host: `unreachable: ${error}` }, warnings: [error] });
     // Stored as earlier versions stored them: name and scope as properties, the facts nowhere.
-    expect(result.inputs).toMatchObject({ owner: "web", scope: "proj/dev" });
+    expect(result.inputs).toMatchObject({ resourceType: "ConntrackLimits", owner: "web", scope: "proj/dev" });
     expect(Object.keys(result.inputs ?? {})).not.toContain("prefetched");
     expect(Object.keys(result.inputs ?? {})).not.toContain("__program");
     // Any other failure to read (a refused key, a failed command) still fails check.
