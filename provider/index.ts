@@ -8,7 +8,8 @@ import { fleetWaveBaselineProvider, fleetWaveGateProvider } from "./fleet/provid
 /**
  * The engine-side entry point that the serialized stub (sdk/internal/stub.ts) requires. Each call
  * is routed by the `resourceType` every resource of this package carries in its props (in
- * `check`, under `__program`), so one stub serves all types. These signatures are a contract with state written by older versions.
+ * `check`, under `__program`), so one stub serves all types. These signatures are a contract with
+ * state written by older versions.
  */
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   ConntrackLimits: conntrackLimitsProvider,
