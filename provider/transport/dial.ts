@@ -164,11 +164,11 @@ interface ClientInternals {
  * ssh2 writes each encrypted packet to the socket in three pieces (length, cipher text, tag): 34
  * writes per fact read. Each is a system call and a TCP segment that wakes the host's sshd: in a
  * 200-host preview, 1.4 s of the program's profile samples fell inside socket writes (partly
- * waiting while the woken sshd ran). So the writes made in one turn of the event loop go out together: cork at the
- * first, uncork when the turn ends (setImmediate), one writev. A connection that runs one command
- * now sends 11 segments with data, not 32 (test/lab/transport.test.ts counts them). Nothing
- * waits for a later turn, and setNoDelay stays on between turns. If ssh2's internals ever move,
- * its writes go out one by one, as before.
+ * waiting while the woken sshd ran). So the writes made in one turn of the event loop go out
+ * together: cork at the first, uncork when the turn ends (setImmediate), one writev. A connection
+ * that runs one command now sends 11 segments with data, not 32 (test/lab/transport.test.ts
+ * counts them). Nothing waits for a later turn, and setNoDelay stays on between turns. If ssh2's
+ * internals ever move, its writes go out one by one, as before.
  */
 function coalesceWrites(client: Client): void {
   const sock = (client as unknown as ClientInternals)._sock;

@@ -20,13 +20,13 @@ import * as pulumi from "@pulumi/pulumi";
 const masked = new Set<string>();
 let installed = false;
 
-const ourType = "[pulumi-nodejs:dynamic/pulumi-conntrack:";
-const ourTypeToken = "t=pulumi-nodejs:dynamic/pulumi-conntrack:";
+/** How our type tokens start (stub.ts): the SDK's lines name a resource's type as `t=TYPE` or `NAME[TYPE]`. */
+const ourTypes = "pulumi-nodejs:dynamic/pulumi-conntrack:";
 
 /** The SDK's routine line about registering one of our resources (see above), worth no RPC. */
-export function isRoutineRegistrationLine(msg: string): boolean {
-  if (msg.startsWith("Registering resource: ") || msg.startsWith("RegisterResource RPC prepared: ")) return msg.includes(ourTypeToken);
-  return msg.startsWith("RegisterResource RPC finished: resource:") && msg.includes(ourType) && msg.includes("]; err: null, resp: ");
+function isRoutineRegistrationLine(msg: string): boolean {
+  if (msg.startsWith("Registering resource: ") || msg.startsWith("RegisterResource RPC prepared: ")) return msg.includes(`t=${ourTypes}`);
+  return msg.startsWith("RegisterResource RPC finished: resource:") && msg.includes(`[${ourTypes}`) && msg.includes("]; err: null, resp: ");
 }
 
 /** Masks these values (a connection's secrets) in the debug messages of this program from now on. */
@@ -49,7 +49,7 @@ export function filterDebugLog(): void {
   log.debug = (msg, ...rest) => {
     if (typeof msg !== "string") return debug(msg, ...rest);
     if (isRoutineRegistrationLine(msg)) return Promise.resolve();
-    return debug(masked.size > 0 ? mask(msg) : msg, ...rest);
+    return debug(mask(msg), ...rest);
   };
 }
 
