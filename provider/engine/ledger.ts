@@ -50,8 +50,14 @@ export function parseLedger(text: string): Ledger {
   return ledger as Ledger;
 }
 
+/**
+ * The ledger's one text: items and each item's owners sorted by id, so the same ledger always
+ * renders the same whichever owner planned last (an owner that re-adds itself lands last in the
+ * object; without the sort two agreeing owners would rewrite the file in turn forever).
+ */
 export function renderLedger(ledger: Ledger): string {
-  const items = Object.fromEntries(Object.entries(ledger.items).sort(([a], [b]) => a.localeCompare(b)));
+  const byKey = <T>(record: Record<string, T>) => Object.entries(record).sort(([a], [b]) => a.localeCompare(b));
+  const items = Object.fromEntries(byKey(ledger.items).map(([key, item]) => [key, { original: item.original, owners: Object.fromEntries(byKey(item.owners)) }]));
   return JSON.stringify({ format: ledger.format, items }, null, 1) + "\n";
 }
 

@@ -85,6 +85,19 @@ describe("ownership ledger", () => {
     expect(() => parseLedger('{"format":9,"items":{}}')).toThrow("upgrade the package");
     expect(() => parseLedger("{")).toThrow("not valid JSON");
   });
+
+  it("plans nothing for either owner once two owners of a key that agree have both applied, in either order", () => {
+    // Issue 22: each owner's plan re-rendered the ledger with itself last among the key's owners,
+    // so one of them always saw a "changed" ledger and the two never converged.
+    for (const order of [["a", "b"], ["b", "a"]]) {
+      let f = facts("debian12-vm-loaded");
+      for (const id of order) f = step(f, id, `p/s/${id}`, { [icmp]: claim("25", `p/s/${id}`) });
+      for (const id of ["a", "b"]) {
+        const plan = planHost({ owner: id, labels: [`p/s/${id}`], claims: { [icmp]: claim("25", `p/s/${id}`) }, facts: f, backends });
+        expect({ id, changes: plan.changes, writeFiles: plan.writeFiles, removeFiles: plan.removeFiles }).toEqual({ id, changes: [], writeFiles: {}, removeFiles: [] });
+      }
+    }
+  });
 });
 
 describe("command layer", () => {
