@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { pulumiCli, testStack, type TestStack } from "./harness";
 
 // The host engine's promises on shared hosts, through the real pulumi CLI: owners of one key in
 // two stacks, both orders of leaving, two `pulumi up` at once, a rename, a failed write, persist: false.
@@ -18,6 +18,11 @@ async function ours(h: LabHost): Promise<string> {
   return r.stdout.trim();
 }
 const ledger = async (h: LabHost) => JSON.parse((await hostExec(h, "cat /var/lib/pulumi-conntrack/ledger.json")).stdout);
+/** `pulumi preview --expect-no-changes` exactly as a user types it: exit 0, or the output that says why not. */
+async function expectNoChanges(s: TestStack): Promise<void> {
+  const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+  expect({ code, output }).toMatchObject({ code: 0 });
+}
 
 /** A stack of its own name (project/stack name an owner in the ledger, as in real life). */
 async function stackOn(h: LabHost, settings: object, extra: Record<string, string> = {}): Promise<TestStack> {
@@ -56,6 +61,10 @@ describe("the ownership ledger through pulumi", () => {
       await pair[1].up();
       expect(sysctl(h, "icmp_timeout")).toBe("25");
       expect(Object.keys((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_icmp_timeout"].owners)).toHaveLength(2);
+      // Issue 22: owners that agree converge; neither wants to "record owners" again.
+      for (const s of pair) await expectNoChanges(s);
+      await pair[0].up();
+      for (const s of pair) await expectNoChanges(s);
       await pair[order[0]].destroy();
       expect(sysctl(h, "icmp_timeout")).toBe("25");
       expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).toContain("net.netfilter.nf_conntrack_icmp_timeout = 25");
@@ -75,6 +84,33 @@ describe("the ownership ledger through pulumi", () => {
     expect(sysctl(h, "icmp_timeout")).toBe("25");
     await a.destroy();
     expect(sysctl(h, "icmp_timeout")).toBe("30");
+  });
+
+  it("two resources of one program share a key: converged after one up; a different value is refused in the preview, naming both", async () => {
+    const h = hosts[1];
+    const icmpOwners = async () => Object.keys((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_icmp_timeout"].owners).length;
+    const declared = (values: number[]) => ({ value: JSON.stringify(values.map((icmp, i) => ({ type: "ConntrackLimits", name: `shared-${i + 1}`, args: { timeouts: { icmp } } }))) });
+    const s = await testStack("declared", { connection: { value: JSON.stringify(connection(h)), secret: true }, declared: declared([25, 25]) }, { stackName: "one-program" });
+    stacks.push(s);
+    const { changes } = await s.up();
+    expect(changes).toEqual({ create: 3 });
+    expect(sysctl(h, "icmp_timeout")).toBe("25");
+    expect(await icmpOwners()).toBe(2);
+    await expectNoChanges(s);
+
+    await s.setConfig({ declared: declared([25, 40]) });
+    const err = String(await s.preview().then(() => undefined, (e: Error) => e));
+    expect(err).toContain("e2e-declared/one-program/ConntrackLimits/shared-2 wants net.netfilter.nf_conntrack_icmp_timeout = 40 and e2e-declared/one-program/ConntrackLimits/shared-1 wants 25");
+
+    // One owner leaves: the value stays; the last one leaves: the original is back, no file left.
+    await s.setConfig({ declared: declared([25]) });
+    expect((await s.up()).changes).toMatchObject({ delete: 1 });
+    expect(sysctl(h, "icmp_timeout")).toBe("25");
+    expect(await icmpOwners()).toBe(1);
+    await expectNoChanges(s);
+    await s.destroy();
+    expect(sysctl(h, "icmp_timeout")).toBe("30");
+    expect(await ours(h)).toBe("");
   });
 
   it("two `pulumi up` on two stacks at once both succeed, with both settings present", async () => {
