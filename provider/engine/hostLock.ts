@@ -46,7 +46,9 @@ export function withHostTransaction<T>(target: HostTarget, work: (stillLocked: (
     });
     const beats = setInterval(() => held.send("beat"), heartbeat.everyMs);
     const stillLocked = () => {
-      if (!holder.alive) throw new HostError(target.label, "disconnected", "the connection that held the host lock closed, so the host released it; nothing more was changed", "run pulumi up again");
+      // The holder's own channel counts, not only the connection: a holder that ended (its
+      // heartbeat read something else, sshd ended it) has let the lock go on the host.
+      if (!holder.alive || !held.alive) throw new HostError(target.label, "disconnected", "the host lock's holder ended (or its connection closed), so the host released the lock; nothing more was changed", "run pulumi up again");
     };
     try {
       return await work(stillLocked, orphanReports(held.said));

@@ -71,7 +71,7 @@ describe("owners of one key that agree, across a reboot (issue 22)", () => {
     const noChanges = async (stacks = [program, second]) => {
       for (const s of stacks) {
         const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
-        expect({ stack: s.stack.name, code, output }).toMatchObject({ code: 0 });
+        expect(code, `${s.stack.name}: ${output}`).toBe(0);
       }
     };
     await program.up();
