@@ -129,6 +129,38 @@ describe("the ownership ledger through pulumi", () => {
     expect(await ours(h)).toBe("");
   });
 
+  it("two `pulumi up` at once as a NOPASSWD sudo user with sudo { password } configured: the host lock holds, both stacks' owners are kept", async () => {
+    // Issue 23, item 1: sudo didn't read the password, so the lock holder read it as its heartbeat
+    // and let the lock go at once; two stacks then planned from one ledger.
+    const h = hosts[3];
+    const setup = [
+      "set -e",
+      "id deploy >/dev/null 2>&1 || useradd -M -d /tmp/deploy -s /bin/sh deploy; mkdir -p /tmp/deploy/.ssh; cp /root/.ssh/authorized_keys /tmp/deploy/.ssh/; chown -R deploy /tmp/deploy; chmod 700 /tmp/deploy/.ssh",
+      "echo 'deploy:unused-by-sudo' | chpasswd",
+      "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy; chmod 440 /etc/sudoers.d/deploy",
+    ].join("\n");
+    expect((await hostExec(h, "sh -s", { input: setup })).stderr).toBe("");
+    const asDeploy = { ...connection(h), user: "deploy", sudo: { password: "unused-by-sudo" } };
+    const stackAs = async (settings: object) => {
+      const s = await testStack("conntrack-limits", { hosts: { value: JSON.stringify([{ name: h.name, connection: asDeploy }]), secret: true }, settings: { value: JSON.stringify(settings) } }, { stackName: `sudo${stacks.length + 1}` });
+      stacks.push(s);
+      return s;
+    };
+    const a = await stackAs({ timeouts: { icmp: 25 } });
+    const b = await stackAs({ timeouts: { udp: 45 } });
+    await Promise.all([a.up(), b.up()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["25", "45"]);
+    const items = (await ledger(h)).items;
+    expect(Object.fromEntries(Object.entries(items).map(([k, v]: [string, any]) => [k, [v.original, Object.keys(v.owners).length]]))).toEqual({
+      "sysctl:net.netfilter.nf_conntrack_icmp_timeout": ["30", 1],
+      "sysctl:net.netfilter.nf_conntrack_udp_timeout": ["30", 1],
+    });
+    for (const s of [a, b]) await expectNoChanges(s);
+    await Promise.all([a.destroy(), b.destroy()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["30", "30"]);
+    expect(await ours(h)).toBe("");
+  });
+
   it("a rename with an alias keeps one owner under the new name and leaves no old file", async () => {
     const h = hosts[3];
     const s = await stackOn(h, { timeouts: { tcpEstablished: 3600 } }, { namePrefix: "old" });
