@@ -208,6 +208,20 @@ describe("the ownership ledger through pulumi", () => {
     await s.destroy();
   });
 
+  it("a host whose /run can't be written is refused before any change, saying why (no world-writable fallback)", async () => {
+    const h = hosts[2];
+    expect((await hostExec(h, "mount -o remount,ro /run")).code).toBe(0);
+    try {
+      const s = await stackOn(h, { timeouts: { udp: 21 } });
+      const err = String(await s.up().then(() => undefined, (e: Error) => e));
+      expect(err).toContain("/run is not a writable directory on this host: pulumi-conntrack keeps its host lock and job records only there");
+      expect(sysctl(h, "udp_timeout")).toBe("30");
+      expect(await ours(h)).toBe("");
+    } finally {
+      await hostExec(h, "mount -o remount,rw /run");
+    }
+  });
+
   it("persist: false works on a host with RHEL's iptables-config, and leaves that file as it was", async () => {
     const h = hosts[4];
     const config = '# RHEL-style\nIPTABLES_MODULES_UNLOAD="yes"\n#IPTABLES_SYSCTL_LOAD_LIST=".nf_conntrack .bridge-nf"\n';
