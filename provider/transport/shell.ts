@@ -31,6 +31,8 @@ export class ShellText {
  * The template's literal parts are the shell: `sh\`mv ${dir}/armed ${dir}/fired\``.
  */
 export function sh(literals: TemplateStringsArray, ...values: Array<string | number | ShellText>): ShellText {
+  // A literal with an invalid escape (`\(`) has no cooked text: write the backslash twice.
+  if (literals.some((l) => l === undefined)) throw new Error(`sh template with an invalid escape: ${literals.raw.join("${…}")}`);
   let text = literals[0];
   values.forEach((value, i) => (text += (value instanceof ShellText ? value.text : quote(value)) + literals[i + 1]));
   return new ShellText(text);
