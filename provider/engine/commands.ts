@@ -77,6 +77,8 @@ function dirOf(path: string): string {
 
 const stepMark = "@@pulumi-conntrack-step ";
 const failMark = "@@pulumi-conntrack-failed ";
+/** An optional step failed and the script went on: the user hears of it as a warning. */
+const noteMark = "@@pulumi-conntrack-note ";
 
 /**
  * The script for a list of steps. Each step announces itself on stderr, so the error for a
@@ -88,11 +90,37 @@ export function renderScript(steps: Step[]): string {
   for (const step of steps) {
     const label = quote(step.name.replace(/[\r\n]/g, " "));
     lines.push(`printf '%s%s\\n' ${quote(stepMark)} ${label} >&2`);
-    const onFailure = step.optional ? `printf '%s\\n' ${quote(`(${step.name}: not essential, continuing)`)} >&2` : `{ s=$?; printf '%s%s %s\\n' ${quote(failMark)} "$s" ${label} >&2; exit 1; }`;
+    const mark = step.optional ? noteMark : failMark;
+    const onFailure = `{ s=$?; printf '%s%s %s\\n' ${quote(mark)} "$s" ${label} >&2;${step.optional ? "" : " exit 1;"} }`;
     lines.push(`${step.shell} || ${onFailure}`);
   }
   lines.push("exit 0");
   return lines.join("\n") + "\n";
+}
+
+/** What a script's stderr says of each step: its name, and for a failed one its status and the host's words. */
+export function stepsSaid(stderr: string): Array<{ step: string; failed?: { status: string; said: string; optional: boolean } }> {
+  const steps: Array<{ step: string; failed?: { status: string; said: string; optional: boolean } }> = [];
+  let message: string[] = [];
+  for (const line of stderr.split("\n")) {
+    if (line.startsWith(stepMark)) {
+      steps.push({ step: line.slice(stepMark.length) });
+      message = [];
+    } else if (line.startsWith(failMark) || line.startsWith(noteMark)) {
+      const optional = line.startsWith(noteMark);
+      const rest = line.slice((optional ? noteMark : failMark).length);
+      const current = steps[steps.length - 1];
+      if (current) current.failed = { status: rest.slice(0, rest.indexOf(" ")), said: message.join("; ") || "(no message on stderr)", optional };
+    } else if (line.trim() !== "") {
+      message.push(line.trim());
+    }
+  }
+  return steps;
+}
+
+/** Warnings for the optional steps that failed: the step, its status and the host's words. */
+export function stepNotes(stderr: string): string[] {
+  return stepsSaid(stderr).filter((s) => s.failed?.optional).map((s) => `step "${s.step}" failed (exit ${s.failed!.status}), and the change went on without it: ${s.failed!.said}`);
 }
 
 export interface StepsOutcome {
@@ -107,26 +135,13 @@ export interface StepsOutcome {
  */
 export function checkOutcome(host: string, what: string, outcome: StepsOutcome): void {
   if (outcome.code === 0) return;
-  const lines = outcome.stderr.split("\n");
-  let step: string | undefined;
-  let failed: { step: string; status: string } | undefined;
-  let message: string[] = [];
-  for (const line of lines) {
-    if (line.startsWith(stepMark)) {
-      step = line.slice(stepMark.length);
-      message = [];
-    } else if (line.startsWith(failMark)) {
-      const rest = line.slice(failMark.length);
-      const space = rest.indexOf(" ");
-      failed = { status: rest.slice(0, space), step: rest.slice(space + 1) };
-    } else if (line.trim() !== "") {
-      message.push(line.trim());
-    }
-  }
-  const hostSaid = message.join("; ") || "(no message on stderr)";
-  if (failed) {
-    throw new HostError(host, "command", `${what}: step "${failed.step}" failed (exit ${failed.status}): ${hostSaid}`);
-  }
-  const where = step ? ` during step "${step}"` : "";
+  const steps = stepsSaid(outcome.stderr);
+  const failed = steps.find((s) => s.failed && !s.failed.optional);
+  if (failed) throw new HostError(host, "command", `${what}: step "${failed.step}" failed (exit ${failed.failed!.status}): ${failed.failed!.said}`);
+  // Stopped some other way (killed, a timeout): what the host said since the last step began.
+  const last = steps[steps.length - 1];
+  const since = last ? outcome.stderr.slice(outcome.stderr.lastIndexOf(`${stepMark}${last.step}\n`) + stepMark.length + last.step.length + 1) : outcome.stderr;
+  const hostSaid = since.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith(noteMark)).join("; ") || "(no message on stderr)";
+  const where = last ? ` during step "${last.step}"` : "";
   throw new HostError(host, "command", `${what} stopped${where} (exit ${outcome.code}): ${hostSaid}`);
 }

@@ -33,11 +33,25 @@ export const hostStateDir: ShellText = stateDir;
  */
 export function collectOrphansScript(waitSeconds: number): string {
   return [
-    sh`flock -w ${waitSeconds} ${jobLock} true || { echo ${`an earlier change is still running on this host after ${waitSeconds} s`} "(its lock is $d/pulumi-conntrack-jobs.lock)" >&2; exit 1; }`,
+    awaitJobsScript(waitSeconds),
     sh`for j in ${jobsDir}/*/; do [ -d "$j" ] || continue;`,
     sh`  w=$(cat "$j/what" 2>/dev/null); s=$(cat "$j/exit" 2>/dev/null || echo killed); e=$(grep -v '^@@pulumi-conntrack-' "$j/err" 2>/dev/null | tail -n 3 | tr '\n' ' ');`,
     sh`  printf ${`${orphanMark}%s|%s|%s\n`} "$w" "$s" "$e"; rm -rf "$j"; done`,
   ].join("\n");
+}
+
+/** Shell that waits up to `waitSeconds` for every job still running on the host, or fails saying so. */
+function awaitJobsScript(waitSeconds: number): ShellText {
+  return sh`flock -w ${waitSeconds} ${jobLock} true || { echo ${`an earlier change is still running on this host after ${waitSeconds} s`} "(its lock is $d/pulumi-conntrack-jobs.lock)" >&2; exit 1; }`;
+}
+
+/**
+ * Waits, within the target's commandTimeout, until no job runs on the host: a job whose waiter
+ * gave up may still be changing it, and nothing may be planned from facts read meanwhile.
+ */
+export async function awaitJobs(target: HostTarget, what: string): Promise<void> {
+  const r = await (await session(target)).run([stateDir, awaitJobsScript(target.commandTimeout)].join("\n"), what);
+  if (r.code !== 0) throw new HostError(target.label, "timeout", `${what}: ${r.stderr.trim()}`, "the change goes on on the host by itself; run pulumi up again once it ended (the next operation waits for it)");
 }
 
 /** The uncollected job records a lock holder printed, in words for the user. */

@@ -4,7 +4,7 @@ import { HostError } from "../transport/errors";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
-import { startJob } from "./hostJobs";
+import { awaitJobs, startJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
 import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
@@ -77,7 +77,13 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
       // After a lockout the host has reverted by itself, and our connection may be gone.
       const reverted = err instanceof HostError && err.layer === "lockout";
       if (options.rollback && settings !== undefined && !reverted) {
-        await convergeLocked(kind, target, owner, undefined, asIs, stillLocked).catch((rollbackErr: Error) => {
+        // An apply whose waiter gave up may still run on the host: plan the rollback only from
+        // facts read after it ended.
+        const rollBack = async () => {
+          await awaitJobs(target, "wait for the change to end before rolling it back");
+          return convergeLocked(kind, target, owner, undefined, asIs, stillLocked);
+        };
+        await rollBack().catch((rollbackErr: Error) => {
           const said = (e: Error) => (e instanceof HostError ? `${e.detail}${e.fix ? ` (fix: ${e.fix})` : ""}` : e.message);
           throw new HostError(target.label, "command", `${said(err as Error)}; rolling back also failed: ${said(rollbackErr)}`);
         });

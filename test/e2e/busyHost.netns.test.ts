@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
 import { testStack, type TestStack } from "./harness";
 
-// Issue 23, item 3: another tool (fail2ban, kube-proxy) holds the xtables lock while we change
-// rules. On a host switched to iptables-legacy (the lock is legacy's; iptables-nft takes none),
-// an apply and a lockout revert wait for it, explicitly and bounded, instead of depending on the
-// iptables version's default.
+// A busy host (issue 23): another tool (fail2ban, kube-proxy) holds the xtables lock while we
+// change rules (item 3), and a ruleset of 20,000 rules read and changed through sudo with a
+// password (item 5). The host runs iptables-legacy (the lock is legacy's; iptables-nft takes
+// none): an apply and a lockout revert wait for the lock, explicitly and bounded, instead of
+// depending on the iptables version's default.
 const prefix = "pcxl";
 let host: LabHost;
 const stacks: TestStack[] = [];
@@ -24,8 +25,8 @@ async function ruleset(): Promise<string> {
 const holdLock = (seconds: number, when = "true") => sh(`setsid -f sh -c 'until ${when}; do sleep 0.1; done; exec flock /run/xtables.lock sleep ${seconds}' </dev/null >/dev/null 2>&1`);
 const lockHeld = () => sh("flock -n /run/xtables.lock true && echo free || echo held");
 
-async function stackWith(notrack: object): Promise<TestStack> {
-  const connection = { host: host.host, port: host.port, user: host.user, privateKey: host.privateKey, hostKey: host.hostKey };
+async function stackWith(notrack: object, login: object = {}): Promise<TestStack> {
+  const connection = { host: host.host, port: host.port, user: host.user, privateKey: host.privateKey, hostKey: host.hostKey, ...login };
   const s = await testStack("notrack-rule", { hosts: { value: JSON.stringify([{ name: host.name, connection }]), secret: true }, notrack: { value: JSON.stringify(notrack) } }, { stackName: `x${stacks.length + 1}` });
   stacks.push(s);
   return s;
@@ -85,3 +86,46 @@ describe("the xtables lock held by another tool, on iptables-legacy", () => {
     expect(await sh("cat /run/pulumi-conntrack-guard/*/revert.log")).not.toMatch(/failed|Another app is currently holding the xtables lock/);
   });
 });
+
+describe("a rollback after a slow apply (issue 23, item 6)", () => {
+  it("waits for the apply still running on the host, then plans from what it left: nothing of ours stays", async () => {
+    // The apply's iptables-restore waits for the xtables lock, which is let go 8 s after the apply
+    // job started: its waiter gives up after commandTimeout (6 s), and the rollback must wait for
+    // the job's end before it reads the host.
+    const before = await ruleset();
+    const newJob = "find /run/pulumi-conntrack-jobs -name script -newer /tmp/pct-mark 2>/dev/null | grep -q .";
+    await sh(`touch /tmp/pct-mark && setsid -f flock /run/xtables.lock sh -c 'until ${newJob}; do sleep 0.1; done; sleep 8' </dev/null >/dev/null 2>&1`);
+    expect(await lockHeld()).toBe("held");
+    const s = await stackWith({ ports: [80], side: "server", persist: false }, { commandTimeout: 6 });
+    const error = await s.up().then(() => undefined, (err: Error) => err.message);
+    expect(error).toContain('"apply NotrackRule" did not finish within 6 s');
+    expect(error).not.toContain("rolling back also failed");
+    expect(await ruleset()).toBe(before);
+    expect(await sh("ls /var/lib/pulumi-conntrack 2>/dev/null | wc -l")).toBe("0");
+  });
+});
+
+describe("a big ruleset through sudo with a password", () => {
+  it("20,000 rules (iptables-save over 1 MiB): preview, up and destroy work and change only our lines", async () => {
+    await sh([
+      "set -e",
+      "id ops >/dev/null 2>&1 || useradd -M -d /tmp/ops -s /bin/sh ops; mkdir -p /tmp/ops/.ssh; cp /root/.ssh/authorized_keys /tmp/ops/.ssh/; chown -R ops /tmp/ops; chmod 700 /tmp/ops/.ssh",
+      "echo 'ops:big-ruleset-pw' | chpasswd",
+      "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops; chmod 440 /etc/sudoers.d/ops",
+      `{ echo '*filter'; echo ':BIG - [0:0]'; seq 1 20000 | sed 's/.*/-A BIG -s 10.99.0.0\\/16 -p tcp -m tcp --dport & -m comment --comment "a neighbour rule of the busy host, number &" -j ACCEPT/'; echo COMMIT; } | iptables-restore --noflush`,
+    ].join("\n"));
+    expect(Number(await sh("iptables-save | wc -c"))).toBeGreaterThan(1 << 20);
+    const before = await ruleset();
+    const s = await stackWith({ ports: [80], side: "server", persist: false }, { user: "ops", sudo: { password: "big-ruleset-pw" } });
+    const { changes } = await s.preview();
+    expect(changes).toMatchObject({ create: 2 });
+    await s.up();
+    const during = await ruleset();
+    expect(during).toContain("-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment pulumi-conntrack -j CT --notrack");
+    expect(during.split("\n").filter((l) => l.startsWith("-A BIG "))).toHaveLength(20000);
+    expect((await s.preview()).changes).toEqual({ same: 2 });
+    await s.destroy();
+    expect(await ruleset()).toBe(before);
+  });
+});
+
