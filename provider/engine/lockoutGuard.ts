@@ -4,7 +4,7 @@ import { HostError } from "../transport/errors";
 import { openSession } from "../transport/ssh";
 import { sh } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
-import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step } from "./commands";
+import { checkOutcome, removeFile, renderScript, run, stepNotes, stepsSaid, tryRun, writeFile, type Step } from "./commands";
 import { finishJob, firstPartDone, startJob, type JobOutcome } from "./hostJobs";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath } from "./ledger";
@@ -42,7 +42,9 @@ export function revertSteps(facts: HostFacts, plan: HostPlan): Step[] | undefine
     steps.push(...(before === undefined ? [removeFile(path)] : writeFile(path, before)));
   }
   if (plan.writeFiles[ledgerPath] !== undefined && facts.files[ledgerPath] === undefined) steps.push(tryRun(`remove ${ledgerDir} if empty`, "rmdir", ledgerDir));
-  return steps;
+  // Every step runs whatever an earlier one did: a revert that stops at its first failure would
+  // leave the rest of the change in place. Each outcome is in the guard's revert.log.
+  return steps.map((step) => ({ ...step, optional: true }));
 }
 
 /**
@@ -70,7 +72,7 @@ function armSteps(dir: string, revert: Step[], seconds: number, cap: number): St
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Opens a NEW connection (not the pooled one) within `seconds` and disarms; false if it can't. */
-async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string; gotIn: boolean }> {
+async function disarm(target: HostTarget, dir: string, seconds: number): Promise<{ disarmed: boolean; why: string; gotIn: boolean; refused?: HostError }> {
   const fresh = { ...target, dialErrorLimit: 1, perDialTimeout: Math.max(1, Math.min(target.perDialTimeout, seconds)), commandTimeout: Math.max(5, seconds) };
   let gotIn = false;
   try {
@@ -83,9 +85,14 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
       s.close();
     }
   } catch (err) {
-    return { disarmed: false, why: err instanceof HostError ? err.detail : (err as Error).message, gotIn };
+    // A host that answered but refused us (its key, our credentials, sudo) is not cut off.
+    const refused = err instanceof HostError && refusals.includes(err.layer) ? err : undefined;
+    return { disarmed: false, why: err instanceof HostError ? err.detail : (err as Error).message, gotIn, refused };
   }
 }
+
+/** Failures of the disarm's dial that say the host answered: not a lockout, whatever else it is. */
+const refusals = ["hostkey", "authentication", "sudo"];
 
 /**
  * The job's wait for the disarm: a persisted change must never be one the host is about to revert
@@ -95,20 +102,29 @@ function awaitDisarm(dir: string): Step {
   return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
 }
 
-/** What became of the guard in `dir`, seen over a new connection; "unreachable" if none gets in. */
-async function guardState(target: HostTarget, dir: string): Promise<"fired" | "armed" | "disarmed" | "unreachable"> {
+/** What became of the guard in `dir`, seen over a new connection, with its revert's log; "unreachable" if none gets in. */
+async function guardState(target: HostTarget, dir: string): Promise<{ state: "fired" | "armed" | "disarmed" | "unreachable"; log: string }> {
   try {
     const s = await openSession({ ...target, dialErrorLimit: 3 });
     try {
-      const r = await s.run(sh`if [ -e ${dir}/fired ]; then echo fired; elif [ -e ${dir}/armed ]; then echo armed; else echo disarmed; fi`.text, "look at the lockout guard");
+      const r = await s.run(sh`if [ -e ${dir}/fired ]; then echo fired; cat ${dir}/revert.log >&2; elif [ -e ${dir}/armed ]; then echo armed; else echo disarmed; fi`.text, "look at the lockout guard");
       const said = r.stdout.trim();
-      return said === "fired" || said === "armed" || said === "disarmed" ? said : "unreachable";
+      return { state: said === "fired" || said === "armed" || said === "disarmed" ? said : "unreachable", log: r.stderr };
     } finally {
       s.close();
     }
   } catch {
-    return "unreachable";
+    return { state: "unreachable", log: "" };
   }
+}
+
+/** What the revert did, from its log: every step put back, or the ones that weren't, in the host's words. */
+export function revertReport(log: string): string {
+  const steps = stepsSaid(log);
+  if (steps.length === 0) return "the host has no record of its revert";
+  const failed = steps.filter((s) => s.failed);
+  if (failed.length === 0) return `all ${steps.length} steps of the revert succeeded`;
+  return `${failed.length} of ${steps.length} steps of the revert failed, so part of the change may still be in place: ${failed.map((s) => `"${s.step}" (exit ${s.failed!.status}: ${s.failed!.said})`).join("; ")}`;
 }
 
 /**
@@ -116,7 +132,7 @@ async function guardState(target: HostTarget, dir: string): Promise<"fired" | "a
  * job on the host, so a connection lost after the disarm still gets the change persisted.
  * Resolves once the job is done; throws a "lockout" HostError once the host has reverted.
  */
-export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[], persist: Step[]): Promise<void> {
+export async function guardedApply(target: HostTarget, what: string, steps: Step[], revert: Step[], persist: Step[]): Promise<string[]> {
   const seconds = guardWindow(target);
   const dir = `${guardRoot}/${randomBytes(6).toString("hex")}`;
   const done = run("start the lockout guard's window", "touch", `${dir}/done`);
@@ -132,23 +148,28 @@ export async function guardedApply(target: HostTarget, what: string, steps: Step
   const disarmed = async () => {
     if (!outcome) throw new HostError(target.label, "disconnected", `${what}: the connection broke during the apply (${lost}), though a new one got in afterwards and disarmed the guard: the host persists the change by itself`, "run pulumi up again");
     checkOutcome(target.label, what, outcome);
-    if (!outcome.finished) checkOutcome(target.label, what, await finishJob(target, outcome.id, what));
+    const rest = outcome.finished ? undefined : await finishJob(target, outcome.id, what);
+    if (rest) checkOutcome(target.label, what, rest);
+    return stepNotes(`${outcome.stderr}${rest?.stderr ?? ""}`).map((note) => `${what}: ${note}`);
   };
   if (result.disarmed) return disarmed();
   // No disarm we know of: let the timer fire, then look at what the host did. A disarm whose
   // connection broke after it got in has disarmed it all the same.
   await sleep((seconds + 5) * 1000);
-  const state = await guardState(target, dir);
+  const { state, log } = await guardState(target, dir);
   if (state === "disarmed") return disarmed();
-  if (result.gotIn) {
-    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash).
-    throw new HostError(target.label, "disconnected", `${what}: a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply, as it does when nobody disarms it`, "run pulumi up again");
+  // What the host did, from its own record when a new connection could read it.
+  const putBack = `the host put back its rules and files by itself ${seconds} s after the apply` + (state === "fired" ? ` (${revertReport(log)})` : " (its record of the revert can't be read yet)");
+  if (result.gotIn || result.refused) {
+    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash),
+    // or the host answered and refused it.
+    const why = result.refused ? `the host refused the new SSH connection that was to disarm the lockout guard (${result.refused.layer}: ${result.why})` : `a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why})`;
+    throw new HostError(target.label, result.refused?.layer ?? "disconnected", `${what}: ${why}; ${putBack}, as it does when nobody disarms it`, result.refused?.fix ?? "run pulumi up again");
   }
   throw new HostError(
     target.label,
     "lockout",
-    `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply` +
-      (state === "fired" ? ", and SSH answers again" : ", but SSH still doesn't answer"),
+    `${what} cut new SSH connections to the host (${result.why}); ${putBack}` + (state === "fired" ? ", and SSH answers again" : ", but SSH still doesn't answer"),
     "the plan missed a rule that keeps SSH open (e.g. an accept in a chain of your own); accept the port's untracked packets yourself, then run pulumi up again",
   );
 }

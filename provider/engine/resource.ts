@@ -119,10 +119,12 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
   async function convergeResource(target: HostTarget, props: BaseInputs, ownerId: string, formerLabels: string[], rollback: boolean, adopted?: { ownerId: string; view: FactsView }): Promise<BaseOutputs> {
     const settings = settingsOf(props);
     const owner = { id: ownerId, label: labelOf(kind.type, props), formerLabels, alsoRelease: adopted ? [adopted.ownerId] : [] };
-    const { facts, earlier } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
+    const { facts, earlier, notes } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
     const outputs = outputsOf(props, ownerId, facts, settings);
-    // A change cut from its connection earlier finished on the host: say how, once.
-    return earlier.length > 0 ? { ...outputs, warnings: [...earlier, ...(outputs.warnings ?? [])] } : outputs;
+    // A change cut from its connection earlier finished on the host, or an optional step of this
+    // one failed: say so, once.
+    const said = [...earlier, ...notes];
+    return said.length > 0 ? { ...outputs, warnings: [...said, ...(outputs.warnings ?? [])] } : outputs;
   }
 
   const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;

@@ -2,7 +2,7 @@ import type { FactName, HostFacts } from "../facts/host";
 import type { FileBackend } from "../persistence/items";
 import { HostError } from "../transport/errors";
 import type { HostTarget } from "../transport/target";
-import { checkOutcome, removeFile, renderScript, tryRun, writeFile, type Step } from "./commands";
+import { checkOutcome, removeFile, renderScript, stepNotes, tryRun, writeFile, type Step } from "./commands";
 import type { Intents } from "./hostIntents";
 import { awaitJobs, startJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
@@ -62,6 +62,8 @@ export interface Converged {
   wanted: Wanted;
   /** What the host reported of earlier changes whose connection was cut (see hostJobs.ts). */
   earlier: string[];
+  /** Optional steps of this change that failed, in the host's words (e.g. udev's reload). */
+  notes: string[];
 }
 
 /**
@@ -94,13 +96,14 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
 }
 
 async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owner: Owner, settings: S | undefined, view: FactsView, stillLocked: () => void): Promise<Omit<Converged, "earlier">> {
+  const notes: string[] = [];
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
   let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts, owner);
   refuseBlocked(target, wanted);
   if (wanted.prepare.length > 0) {
     stillLocked();
-    await runSteps(target, `prepare ${kind.type}`, wanted.prepare);
+    notes.push(...(await runSteps(target, `prepare ${kind.type}`, wanted.prepare)));
     seen = await read();
     wanted = kind.want(settings!, seen.facts, owner);
     refuseBlocked(target, wanted);
@@ -114,9 +117,9 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
     const { ledger, files, values, persist } = applySteps(seen.facts, plan, removeExtra);
     const revert = revertSteps(seen.facts, plan);
     if (revert) {
-      await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert, [...files, ...persist]);
+      notes.push(...(await guardedApply(target, `apply ${kind.type}`, [...ledger, ...values], revert, [...files, ...persist])));
     } else {
-      await runSteps(target, `apply ${kind.type}`, [...ledger, ...files, ...values, ...persist]);
+      notes.push(...(await runSteps(target, `apply ${kind.type}`, [...ledger, ...files, ...values, ...persist])));
     }
   }
   // Verify from a fresh read: the host must hold the change (a kernel may round or refuse).
@@ -130,7 +133,7 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
     ];
     throw new HostError(target.label, "verify", `the host doesn't hold the change: ${left.join("; ")}`);
   }
-  return { facts: after, plan, wanted };
+  return { facts: after, plan, wanted, notes };
 }
 
 function refuseBlocked(target: HostTarget, wanted: Wanted): void {
@@ -179,7 +182,9 @@ function applySteps(facts: HostFacts, plan: HostPlan, removeExtra: string[]): { 
   return { ledger, files, values, persist };
 }
 
-async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<void> {
+/** Runs the steps as one job; resolves with the notes of optional steps that failed. */
+async function runSteps(target: HostTarget, what: string, steps: Step[]): Promise<string[]> {
   const outcome = await startJob(target, renderScript(steps), what);
   checkOutcome(target.label, what, outcome);
+  return stepNotes(outcome.stderr).map((note) => `${what}: ${note}`);
 }

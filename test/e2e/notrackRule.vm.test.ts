@@ -216,7 +216,7 @@ describe("the lockout guard", () => {
     const t = Date.now();
     const error = await stack.up().then(() => undefined, (err: Error) => err.message);
     console.log(`[figure] lockout guard: up failed after ${Date.now() - t} ms, the host reverted by itself`);
-    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply, and SSH answers again/);
+    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), and SSH answers again/);
     const after = await ruleset();
     expect(after).toContain(ban);
     expect(after.replace(`${ban}\n`, "")).toBe(rulesBefore);

@@ -1,7 +1,9 @@
 import { declareIntents } from "../../provider/engine/hostIntents";
 import { describe, expect, it } from "vitest";
 import type { HostFacts } from "../../provider/facts/host";
-import { checkOutcome, renderScript, run, writeFile, writeValue } from "../../provider/engine/commands";
+import { spawnSync } from "node:child_process";
+import { checkOutcome, renderScript, run, stepNotes, writeFile, writeValue } from "../../provider/engine/commands";
+import { revertReport } from "../../provider/engine/lockoutGuard";
 import { liveValue } from "../../provider/engine/items";
 import { ledgerPath, parseLedger, type Claim } from "../../provider/engine/ledger";
 import { planHost, type HostPlan } from "../../provider/engine/plan";
@@ -114,6 +116,22 @@ describe("command layer", () => {
     const err = (() => { try { checkOutcome("root@h:22", "apply ConntrackLimits", { stdout: "", stderr, code: 1 }); } catch (e) { return e as HostError; } })();
     expect(err).toBeInstanceOf(HostError);
     expect(err!.message).toBe('root@h:22: apply ConntrackLimits: step "set net.x to 5" failed (exit 2): sh: 1: cannot create /proc/sys/net/x: Permission denied');
+  });
+});
+
+describe("optional steps and the revert's record", () => {
+  it("a failing optional step doesn't stop the script; its note keeps the host's words, and the revert report counts what failed", () => {
+    const script = renderScript([
+      { ...run("put back rule a", "sh", "-c", "echo 'iptables: Bad rule (does a matching rule exist in that chain?).' >&2; exit 1"), optional: true },
+      { ...run("put back file b", "true"), optional: true },
+      run("write the ledger", "true"),
+    ]);
+    const r = spawnSync("sh", ["-c", script], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(stepNotes(r.stderr)).toEqual(['step "put back rule a" failed (exit 1), and the change went on without it: iptables: Bad rule (does a matching rule exist in that chain?).']);
+    expect(revertReport(r.stderr)).toBe('1 of 3 steps of the revert failed, so part of the change may still be in place: "put back rule a" (exit 1: iptables: Bad rule (does a matching rule exist in that chain?).)');
+    expect(revertReport(spawnSync("sh", ["-c", renderScript([run("a", "true"), run("b", "true")])], { encoding: "utf8" }).stderr)).toBe("all 2 steps of the revert succeeded");
+    expect(revertReport("")).toBe("the host has no record of its revert");
   });
 });
 
