@@ -22,6 +22,8 @@ export interface NotrackRuleArgs {
    * Add a filter rule that accepts the untracked packets ahead of any DROP or REJECT, limited to
    * the sources and interfaces the port was open to (default true). Without it, a filter that
    * drops what it doesn't know would take the port dark; with it false, such a host is refused.
+   * A port that wasn't open stays closed either way. On firewalld nothing is added (firewalld
+   * accepts the untracked packets of what a zone opens); false refuses a port a zone doesn't open.
    */
   acceptUntracked?: pulumi.Input<boolean>;
   /** Keep the rules across reboots through the host's firewall persistence (default true). */
