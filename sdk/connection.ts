@@ -53,9 +53,22 @@ export interface Connection {
   commandTimeout?: number;
 }
 
-/** A Connection whose fields may be Pulumi inputs (a secret from config, another resource's IP...). */
+/**
+ * A Connection whose fields may be Pulumi inputs (a secret from config, another resource's IP...),
+ * nested ones too: the bastion's fields and sudo's password, as in `@pulumi/command`.
+ */
 export type ConnectionInput = {
-  [K in keyof Connection]: K extends "proxy" ? pulumi.Input<{ [P in keyof NonNullable<Connection["proxy"]>]: pulumi.Input<NonNullable<Connection["proxy"]>[P]> }> : pulumi.Input<Connection[K]>;
+  [K in keyof Connection]: K extends "proxy"
+    ? pulumi.Input<{ [P in keyof NonNullable<Connection["proxy"]>]: pulumi.Input<NonNullable<Connection["proxy"]>[P]> }>
+    : K extends "sudo"
+      ? pulumi.Input<
+          | boolean
+          | {
+              /** The user's sudo password. Kept secret. */
+              password: pulumi.Input<string>;
+            }
+        >
+      : pulumi.Input<Connection[K]>;
 };
 
 // A host is a DNS name, an IPv4 address or an IPv6 address; nothing a shell or ssh could read as
