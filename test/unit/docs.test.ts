@@ -22,6 +22,15 @@ const schemas = {
   KernelModuleSet: kernelModuleSetSettingsSchema,
 };
 
+describe("docs/api.md's export table", () => {
+  it("names every export of the package root, and nothing else", () => {
+    const exported = [...read("sdk/index.ts").matchAll(/^export (?:type )?\{([^}]+)\}/gm)].flatMap((m) => m[1].split(",").map((n) => n.trim()));
+    const table = api.slice(api.indexOf("| export | kind |"), api.indexOf("## Connection"));
+    const documented = [...table.matchAll(/^\| (.+?) \|/gm)].flatMap((m) => [...m[1].matchAll(/`(\w+)`/g)].map((n) => n[1]));
+    expect(documented.sort()).toEqual(exported.sort());
+  });
+});
+
 describe("docs/api.md's argument tables agree with the zod schemas", () => {
   const rows = argumentTables(api).filter((r) => r.name !== "connection");
 
