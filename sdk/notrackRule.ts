@@ -34,7 +34,9 @@ export interface NotrackRuleArgs {
 
 /**
  * Takes ports out of connection tracking with raw-table `-j CT --notrack` rules, and keeps them
- * answering: the rules and their UNTRACKED accept go in together, in one iptables-restore.
+ * answering: the rules and their UNTRACKED accept go in together, in one iptables-restore (one
+ * `nft -f` on native nftables hosts). On firewalld the rules are direct rules and nothing is
+ * opened: firewalld accepts the untracked packets of what its zones open, and a closed port stays closed.
  */
 export class NotrackRule extends StubbedResource {
   /** Whether each rule was there before the first owner came ("present") or not ("absent"). */
