@@ -53,6 +53,19 @@ export function pipeInto(name: string, content: string, ...argv: Array<string | 
   return { name, shell: `printf %s ${quote(encoded)} | base64 -d | ${command(...argv)}` };
 }
 
+type Argv = Array<string | number>;
+
+/**
+ * Runs `then` only while `test` succeeds (`when: "fails"`: only while it fails), for undo steps
+ * that must take out or put back exactly one thing whether or not someone else already did;
+ * `orElse` when `then` fails. The step fails only when the action does.
+ */
+export function runIf(name: string, when: "succeeds" | "fails", test: Argv, then: Argv, orElse?: Argv): Step {
+  const check = `${command(...test)} >/dev/null 2>&1`;
+  const act = orElse ? `{ ${command(...then)} || ${command(...orElse)}; }` : command(...then);
+  return { name, shell: when === "succeeds" ? `{ ! ${check} || ${act}; }` : `{ ${check} || ${act}; }` };
+}
+
 export function removeFile(path: string): Step {
   return run(`remove ${path}`, "rm", "-f", path);
 }

@@ -1,4 +1,5 @@
 import type { HostFacts } from "../facts/host";
+import { directRuleWords } from "../facts/firewalld";
 import { run, type Step } from "./commands";
 
 /**
@@ -41,7 +42,7 @@ function commands(name: string, from: Where, to: Where): Step[] {
     const scope = permanent ? ["--permanent"] : [];
     const what = `${want ? "add" : "remove"} ${permanent ? "permanent" : "runtime"} firewalld`;
     if (kind === "port") steps.push(run(`${what} port ${rest} in zone ${zone}`, "firewall-cmd", "--quiet", ...scope, `--zone=${zone}`, `--${want ? "add" : "remove"}-port=${rest}`));
-    else steps.push(run(`${what} direct rule ${rest}`, "firewall-cmd", "--quiet", ...scope, "--direct", `--${want ? "add" : "remove"}-rule`, ...rest.split(" ")));
+    else steps.push(run(`${what} direct rule ${rest}`, "firewall-cmd", "--quiet", ...scope, "--direct", `--${want ? "add" : "remove"}-rule`, ...directRuleWords(rest)));
   }
   return steps;
 }
@@ -56,18 +57,16 @@ export const firewalldDriver = {
     return [...ports.filter((c) => c.to !== "absent").flatMap(step), ...direct.flatMap(step), ...ports.filter((c) => c.to === "absent").flatMap(step)];
   },
   /**
-   * The lockout guard's revert: the raw-table direct rules (what can cut traffic) put back as the
-   * facts found them, runtime only (the permanent set is what a firewalld restart brings back).
+   * The lockout guard's revert: each changed item's runtime state put back as the facts found it,
+   * one rule or port at a time (the permanent set is what a firewalld restart brings back). Other
+   * direct rules, added by anyone since, stay.
    */
-  revert(facts: HostFacts): Step[] {
+  revert(facts: HostFacts, changed: string[]): Step[] {
     if (!facts.firewalld.running) return [];
-    const steps: Step[] = [];
-    for (const family of ["ipv4", "ipv6"]) {
-      for (const chain of ["PREROUTING", "OUTPUT"]) {
-        steps.push(run(`remove runtime firewalld direct rules of ${family} raw ${chain}`, "firewall-cmd", "--quiet", "--direct", "--remove-rules", family, "raw", chain));
-      }
-    }
-    for (const r of facts.firewalld.runtimeDirect.filter((x) => / raw (PREROUTING|OUTPUT) /.test(x))) steps.push(run(`add runtime firewalld direct rule ${r}`, "firewall-cmd", "--quiet", "--direct", "--add-rule", ...r.split(" ")));
-    return steps;
+    return changed.flatMap((name) => {
+      const before = whereOf(firewalldLive(name, facts) ?? "absent");
+      // From the other runtime state back to the one found (firewall-cmd only warns when it's already so).
+      return commands(name, { ...before, runtime: !before.runtime }, before);
+    });
   },
 };

@@ -6,6 +6,12 @@
 export interface Intents {
   needs: string[];
   removes: string[];
+  /**
+   * Item (as a preview names it) → the value this resource wants there. Two resources of one
+   * program wanting different values clash here, before either is applied: the host's ledger
+   * would only refuse the second one half way through the up.
+   */
+  values?: Record<string, string>;
 }
 
 /**
@@ -26,6 +32,10 @@ export function declareIntents(hostKey: string, label: string, intents: Intents)
     if (other === label) continue;
     for (const thing of intents.removes.filter((t) => theirs.needs.includes(t))) clashes.push(`${label} removes ${thing}, which ${other} needs`);
     for (const thing of intents.needs.filter((t) => theirs.removes.includes(t))) clashes.push(`${other} removes ${thing}, which ${label} needs`);
+    for (const [item, value] of Object.entries(intents.values ?? {})) {
+      const theirValue = theirs.values?.[item];
+      if (theirValue !== undefined && theirValue !== value) clashes.push(`${label} wants ${item} = ${value} and ${other} wants ${theirValue}`);
+    }
   }
   return clashes;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
-import { quote } from "../transport/shell";
+import { sh, type ShellText } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
 import type { Step, StepsOutcome } from "./commands";
 
@@ -16,15 +16,16 @@ import type { Step, StepsOutcome } from "./commands";
  * Under /run (tmpfs): a reboot ends the jobs and clears their records, and the host boots into
  * what the job had persisted by then.
  */
-const stateDir = "d=/run; [ -d /run ] && [ -w /run ] || d=/tmp";
-const jobsDir = '"$d/pulumi-conntrack-jobs"';
+const noRun = "/run is not a writable directory on this host: pulumi-conntrack keeps its host lock and job records only there (root's tmpfs), never in a world-writable directory such as /tmp";
+const stateDir = sh`d=/run; [ -d /run ] && [ -w /run ] || { echo ${noRun} >&2; exit 1; }`;
+const jobsDir = sh`"$d/pulumi-conntrack-jobs"`;
 /** Held by a running job; the next transaction waits for it before it reads anything. */
-const jobLock = '"$d/pulumi-conntrack-jobs.lock"';
+const jobLock = sh`"$d/pulumi-conntrack-jobs.lock"`;
 const orphanMark = "@@pulumi-conntrack-orphan ";
 const stillRunning = "@@pulumi-conntrack-job-running";
 
-/** Shell lines that point `d` at the host's state directory (/run, or /tmp where /run isn't writable). */
-export const hostStateDir = stateDir;
+/** Shell lines that point `d` at the host's state directory (/run), or stop, saying why, where it can't be written. */
+export const hostStateDir: ShellText = stateDir;
 
 /**
  * Shell lines, run under the host lock, that wait up to `waitSeconds` for a job still running,
@@ -32,10 +33,10 @@ export const hostStateDir = stateDir;
  */
 export function collectOrphansScript(waitSeconds: number): string {
   return [
-    `flock -w ${waitSeconds} ${jobLock} true || { echo "an earlier change is still running on this host after ${waitSeconds} s (its lock is ${jobLock.replace(/"/g, "")})" >&2; exit 1; }`,
-    `for j in ${jobsDir}/*/; do [ -d "$j" ] || continue;`,
-    `  w=$(cat "$j/what" 2>/dev/null); s=$(cat "$j/exit" 2>/dev/null || echo killed); e=$(grep -v '^@@pulumi-conntrack-' "$j/err" 2>/dev/null | tail -n 3 | tr '\\n' ' ');`,
-    `  printf '${orphanMark}%s|%s|%s\\n' "$w" "$s" "$e"; rm -rf "$j"; done`,
+    sh`flock -w ${waitSeconds} ${jobLock} true || { echo ${`an earlier change is still running on this host after ${waitSeconds} s`} "(its lock is $d/pulumi-conntrack-jobs.lock)" >&2; exit 1; }`,
+    sh`for j in ${jobsDir}/*/; do [ -d "$j" ] || continue;`,
+    sh`  w=$(cat "$j/what" 2>/dev/null); s=$(cat "$j/exit" 2>/dev/null || echo killed); e=$(grep -v '^@@pulumi-conntrack-' "$j/err" 2>/dev/null | tail -n 3 | tr '\n' ' ');`,
+    sh`  printf ${`${orphanMark}%s|%s|%s\n`} "$w" "$s" "$e"; rm -rf "$j"; done`,
   ].join("\n");
 }
 
@@ -54,20 +55,23 @@ export function orphanReports(said: string): string[] {
  */
 export const firstPartDone: Step = { name: "report the first part done", shell: ': >"$J/ready"' };
 
-/** The shell that waits for job `id` to reach `marker` (or its end) and prints what it said so far. */
-function waiter(target: HostTarget, id: string, marker: "exit" | "ready"): string {
+/** The shell that waits for job `$j` to reach `marker` (or its end) and prints what it said so far. */
+function waiter(target: HostTarget, marker: "exit" | "ready"): string {
   const polls = Math.ceil(target.commandTimeout * 5) + 25;
-  const reached = marker === "exit" ? '[ -e "$j/exit" ]' : '{ [ -e "$j/exit" ] || [ -e "$j/ready" ]; }';
+  const reached = marker === "exit" ? sh`[ -e "$j/exit" ]` : sh`{ [ -e "$j/exit" ] || [ -e "$j/ready" ]; }`;
   return [
-    `i=0; while ! ${reached} && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
-    `${reached} || { echo "still running on the host after ${Math.round(polls / 5)} s (job $j)" >&2; exit 124; }`,
+    sh`i=0; while ! ${reached} && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
+    sh`${reached} || { echo ${`still running on the host after ${Math.round(polls / 5)} s`} "(job $j)" >&2; exit 124; }`,
     // A finished job's record is removed only once its outcome went out: a cut connection leaves
     // it for the next transaction. A job still running keeps it anyway.
-    `[ -e "$j/exit" ] || { cat "$j/out"; cat "$j/err" >&2; echo ${stillRunning} >&2; exit 0; }`,
-    'cat "$j/out" && cat "$j/err" >&2 && s=$(cat "$j/exit") && rm -rf "$j" && exit "$s"',
+    sh`[ -e "$j/exit" ] || { cat "$j/out"; cat "$j/err" >&2; echo ${stillRunning} >&2; exit 0; }`,
+    sh`cat "$j/out" && cat "$j/err" >&2 && s=$(cat "$j/exit") && rm -rf "$j" && exit "$s"`,
     "exit 1",
   ].join("\n");
 }
+
+/** How a detached job runs: under the jobs' lock ($1), in its directory ($2), its status written last through a rename. */
+const jobRunner = 'J="$2" flock -o "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"';
 
 /** What a started job did so far; `finished` once it ended (its record is gone then). */
 export interface JobOutcome extends StepsOutcome {
@@ -84,14 +88,14 @@ export async function startJob(target: HostTarget, script: string, what: string,
   const id = randomBytes(6).toString("hex");
   const launcher = [
     stateDir,
-    `j=${jobsDir}/${id}`,
-    'mkdir -p "$j" || exit 1',
-    `printf %s ${quote(Buffer.from(script, "utf8").toString("base64"))} | base64 -d >"$j/script" || exit 1`,
-    `printf '%s\\n' ${quote(what.replace(/[\r\n|]/g, " "))} >"$j/what"`,
-    // The job writes its status last, through a rename: a record with `exit` is complete. flock -o:
-    // what the job leaves running (the lockout guard's timer) doesn't hold the jobs' lock.
-    `setsid -f sh -c 'J="$2" flock -o "$1" sh "$2/script" >"$2/out" 2>"$2/err"; echo $? >"$2/exit.tmp"; mv "$2/exit.tmp" "$2/exit"' sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
-    waiter(target, id, until),
+    sh`j=${jobsDir}/${id}`,
+    sh`mkdir -p "$j" || exit 1`,
+    sh`printf %s ${Buffer.from(script, "utf8").toString("base64")} | base64 -d >"$j/script" || exit 1`,
+    sh`printf '%s\n' ${what.replace(/[\r\n|]/g, " ")} >"$j/what"`,
+    // A record with `exit` is complete. flock -o: what the job leaves running (the lockout
+    // guard's timer) doesn't hold the jobs' lock.
+    sh`setsid -f sh -c ${jobRunner} sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
+    waiter(target, until),
   ].join("\n");
   return withCutNote(target, async () => {
     const r = await (await session(target)).run(launcher, what);
@@ -102,7 +106,7 @@ export async function startJob(target: HostTarget, script: string, what: string,
 
 /** Waits for the end of job `id`, started with `until: "ready"`. */
 export function finishJob(target: HostTarget, id: string, what: string): Promise<StepsOutcome> {
-  return withCutNote(target, async () => (await session(target)).run([stateDir, `j=${jobsDir}/${id}`, waiter(target, id, "exit")].join("\n"), what));
+  return withCutNote(target, async () => (await session(target)).run([stateDir, sh`j=${jobsDir}/${id}`, waiter(target, "exit")].join("\n"), what));
 }
 
 async function withCutNote<T>(target: HostTarget, call: () => Promise<T>): Promise<T> {

@@ -1,6 +1,7 @@
 import { HostError } from "../transport/errors";
 import { session, withHostLock } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
+import { sh } from "../transport/shell";
 import { collectOrphansScript, hostStateDir, orphanReports } from "./hostJobs";
 
 /**
@@ -20,13 +21,12 @@ function lockScript(waitSeconds: number): string {
   // (hostJobs.ts) and report the ones nobody collected; then hold while heartbeats come.
   const holder = [
     collectOrphansScript(waitSeconds),
-    `echo ${ready}`,
-    `while b=$(timeout ${heartbeat.leaseSeconds} head -n 1) && [ "$b" = beat ]; do :; done`,
+    sh`echo ${ready}`,
+    sh`while b=$(timeout ${heartbeat.leaseSeconds} head -n 1) && [ "$b" = beat ]; do :; done`,
   ].join("\n");
   return [
     hostStateDir,
-    `flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c 'd=$1; ${holder.replace(/'/g, `'\\''`)}' sh "$d" ` +
-      `|| { s=$?; echo "another pulumi-conntrack change held this host for ${waitSeconds} s (lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
+    sh`flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c ${`d=$1; ${holder}`} sh "$d" || { s=$?; echo ${`another pulumi-conntrack change held this host for ${waitSeconds} s`} "(lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
   ].join("\n");
 }
 
@@ -46,7 +46,9 @@ export function withHostTransaction<T>(target: HostTarget, work: (stillLocked: (
     });
     const beats = setInterval(() => held.send("beat"), heartbeat.everyMs);
     const stillLocked = () => {
-      if (!holder.alive) throw new HostError(target.label, "disconnected", "the connection that held the host lock closed, so the host released it; nothing more was changed", "run pulumi up again");
+      // The holder's own channel counts, not only the connection: a holder that ended (its
+      // heartbeat read something else, sshd ended it) has let the lock go on the host.
+      if (!holder.alive || !held.alive) throw new HostError(target.label, "disconnected", "the host lock's holder ended (or its connection closed), so the host released the lock; nothing more was changed", "run pulumi up again");
     };
     try {
       return await work(stillLocked, orphanReports(held.said));

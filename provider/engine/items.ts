@@ -1,7 +1,8 @@
 import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
-import { isOurs, key, ownComment, parseRuleset, withComment, type Ruleset } from "../facts/iptablesRules";
-import { pipeInto, writeFile, writeValue, type Step } from "./commands";
+import { isOurs, key, ownComment, parseRuleset, withComment, words, type Ruleset } from "../facts/iptablesRules";
+import { iptablesTool, restoreTool } from "../facts/firewallRules";
+import { pipeInto, runIf, writeFile, writeValue, type Step } from "./commands";
 import { serviceEnabled, serviceRunning } from "./serviceItems";
 import { moduleDriver } from "./moduleItems";
 import { nftDriver } from "./nftItems";
@@ -131,23 +132,33 @@ const rule: ItemDriver = {
       }
       if (byTable.size === 0) continue;
       const input = [...byTable].map(([table, lines]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`).join("");
-      const tool = family === "v4" ? "iptables-restore" : "ip6tables-restore";
       const summary = [...byTable].map(([t, l]) => `${t} ${l.length}`).join(", ");
-      steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, tool, "--noflush"));
+      steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, ...restoreTool(family, "--noflush")));
     }
     return steps;
   },
+  /**
+   * Undoes exactly the lines the apply adds or removes, one by one, and nothing else: rules that
+   * Docker, fail2ban or kube-proxy add meanwhile stay. A line already gone (or already back) is
+   * left as it is, so the revert can run after an apply that stopped half way.
+   */
   revert(facts, changed) {
     const steps: Step[] = [];
-    for (const family of ["v4", "v6"] as const) {
-      const tables = new Set(changed.map(splitRule).filter((r) => r.family === family).map((r) => r.table));
-      if (tables.size === 0) continue;
-      const saved = family === "v4" ? facts.iptables.v4 : facts.iptables.v6;
-      // A table the dump lacks didn't exist: restoring it empty flushes what the apply put there.
-      const missing = [...tables].filter((t) => !saved.split("\n").includes(`*${t}`));
-      const input = saved + missing.map((t) => `*${t}\nCOMMIT\n`).join("");
-      const tool = family === "v4" ? "iptables-restore" : "ip6tables-restore";
-      steps.push(pipeInto(`put the ${family === "v4" ? "iptables" : "ip6tables"} rules back as they were`, input, tool));
+    for (const name of changed) {
+      const { family, table, chain, ruleKey } = splitRule(name);
+      const inChain = rulesetOf(family === "v4" ? facts.iptables.v4 : facts.iptables.v6).rules.filter((r) => r.table === table && r.chain === chain);
+      const tool = (...more: string[]) => iptablesTool(family, table, ...more);
+      if (rule.live(name, facts) === absent) {
+        const spec = words(withComment(ruleKey, ownComment));
+        steps.push(runIf(`take out the ${table} ${chain} rule the change added (${ruleKey})`, "succeeds", tool("-C", chain, ...spec), tool("-D", chain, ...spec)));
+        continue;
+      }
+      for (const r of inChain.filter((x) => key(x) === ruleKey && isOurs(x))) {
+        const spec = words(r.text);
+        // Where it was; at the end when the chain has grown shorter since.
+        const at = String(inChain.indexOf(r) + 1);
+        steps.push(runIf(`put back the ${table} ${chain} rule the change removed (${ruleKey})`, "fails", tool("-C", chain, ...spec), tool("-I", chain, at, ...spec), tool("-A", chain, ...spec)));
+      }
     }
     return steps;
   },

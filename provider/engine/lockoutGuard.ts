@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { HostFacts } from "../facts/host";
 import { HostError } from "../transport/errors";
 import { openSession } from "../transport/ssh";
-import { quote } from "../transport/shell";
+import { sh } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
 import { checkOutcome, removeFile, renderScript, run, tryRun, writeFile, type Step } from "./commands";
 import { finishJob, firstPartDone, startJob, type JobOutcome } from "./hostJobs";
@@ -53,10 +53,10 @@ export function revertSteps(facts: HostFacts, plan: HostPlan): Step[] | undefine
 function armSteps(dir: string, revert: Step[], seconds: number, cap: number): Step[] {
   // Whoever renames the marker first wins: the timer (then it reverts) or the disarm.
   const timer = [
-    `i=0; while [ ! -e ${dir}/done ] && [ $i -lt ${cap} ]; do sleep 1; i=$((i+1)); done`,
-    `sleep ${seconds}`,
-    `mv ${dir}/armed ${dir}/fired 2>/dev/null || exit 0`,
-    `sh ${dir}/revert.sh >${dir}/revert.log 2>&1`,
+    sh`i=0; while [ ! -e ${dir}/done ] && [ $i -lt ${cap} ]; do sleep 1; i=$((i+1)); done`,
+    sh`sleep ${seconds}`,
+    sh`mv ${dir}/armed ${dir}/fired 2>/dev/null || exit 0`,
+    sh`sh ${dir}/revert.sh >${dir}/revert.log 2>&1`,
   ].join("\n") + "\n";
   return [
     ...writeFile(`${dir}/revert.sh`, renderScript(revert), "0600"),
@@ -77,7 +77,7 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
     const s = await openSession(fresh);
     gotIn = true;
     try {
-      const r = await s.run(`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`, "disarm the lockout guard");
+      const r = await s.run(sh`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`.text, "disarm the lockout guard");
       return r.code === 0 ? { disarmed: true, why: "", gotIn } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})`, gotIn };
     } finally {
       s.close();
@@ -92,9 +92,7 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
  * (nor, after a reboot, one that cut SSH). Fails if the timer fired instead.
  */
 function awaitDisarm(dir: string): Step {
-  const armed = quote(`${dir}/armed`);
-  const fired = quote(`${dir}/fired`);
-  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: `while [ -e ${armed} ]; do sleep 0.2; done; [ ! -e ${fired} ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }` };
+  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
 }
 
 /** What became of the guard in `dir`, seen over a new connection; "unreachable" if none gets in. */
@@ -102,7 +100,7 @@ async function guardState(target: HostTarget, dir: string): Promise<"fired" | "a
   try {
     const s = await openSession({ ...target, dialErrorLimit: 3 });
     try {
-      const r = await s.run(`if [ -e ${quote(`${dir}/fired`)} ]; then echo fired; elif [ -e ${quote(`${dir}/armed`)} ]; then echo armed; else echo disarmed; fi`, "look at the lockout guard");
+      const r = await s.run(sh`if [ -e ${dir}/fired ]; then echo fired; elif [ -e ${dir}/armed ]; then echo armed; else echo disarmed; fi`.text, "look at the lockout guard");
       const said = r.stdout.trim();
       return said === "fired" || said === "armed" || said === "disarmed" ? said : "unreachable";
     } finally {

@@ -1,5 +1,6 @@
 import type { HostFacts } from "../facts/host";
 import { isOurNft, nftComment, ourTable, ruleKey, type NftRule } from "../facts/nftRules";
+import { sh } from "../transport/shell";
 import { pipeInto, type Step } from "./commands";
 
 /**
@@ -56,9 +57,9 @@ export function nftScript(changes: Array<{ name: string; to: string | null }>, f
 }
 
 /**
- * JSON for `nft -j -f -` that puts our table and the host's input/output filter chains back as
- * the facts found them (the lockout guard's revert): our table is replaced whole, each such host
- * chain is flushed and refilled with the rules it held, in order, in one transaction.
+ * JSON for `nft -j -f -` that puts our own table back as the facts found it (the lockout guard's
+ * revert): replaced whole when it was there, gone when it wasn't. It is ours alone; the host's
+ * chains are reverted rule by rule (hostChainRevert).
  */
 export function nftRevertJson(facts: HostFacts): string {
   const { chains, rules } = facts.nftables.ruleset;
@@ -72,11 +73,24 @@ export function nftRevertJson(facts: HostFacts): string {
     for (const c of ours) cmds.push({ add: { chain: { family: c.family, table: c.table, name: c.name, type: c.type, hook: c.hook, prio: c.prio, policy: c.policy } } });
     for (const r of rules.filter((x) => isOurTable(x.family, x.table))) cmds.push(addRule(r));
   }
-  for (const c of chains.filter((x) => !isOurTable(x.family, x.table) && x.type === "filter" && (x.hook === "input" || x.hook === "output"))) {
-    cmds.push({ flush: { chain: { family: c.family, table: c.table, name: c.name } } });
-    for (const r of rules.filter((x) => inChain(x, c.family, c.table, c.name))) cmds.push(addRule(r));
-  }
   return JSON.stringify({ nftables: cmds });
+}
+
+/**
+ * Steps that undo, in one of the host's own chains, exactly the rule of ours the apply inserted
+ * (found by its text and comment, under a handle the facts didn't have) or deleted (inserted
+ * again unless it is back already). Rules anyone else added since stay.
+ */
+function hostChainRevert(name: string, facts: HostFacts): Step[] {
+  const { family, table, chain, rule } = splitNftItem(name);
+  const line = `${rule} ${comment}`;
+  const list = sh`nft -a list chain ${family} ${table} ${chain}`;
+  if (nftLive(name, facts) === "absent") {
+    const known = facts.nftables.ruleset.rules.filter((r) => inChain(r, family, table, chain)).map((r) => ` ${r.handle} `).join("");
+    const handles = sh`${list} | grep -F -- ${`${line} # handle `} | sed -n 's/.* # handle \\([0-9]*\\)$/\\1/p'`;
+    return [{ name: `take out the nftables ${family} ${table} ${chain} rule the change added (${rule})`, shell: sh`for h in $(${handles}); do case ${known} in *" $h "*) ;; *) nft delete rule ${family} ${table} ${chain} handle "$h" || exit 1;; esac; done`.text }];
+  }
+  return [{ name: `put back the nftables ${family} ${table} ${chain} rule the change removed (${rule})`, shell: sh`{ ${list} | grep -qF -- ${`${line} # handle `} || nft insert rule ${family} ${table} ${chain} ${line}; }`.text }];
 }
 
 export const nftDriver = {
@@ -85,7 +99,11 @@ export const nftDriver = {
     const script = nftScript(changes, facts);
     return script === "" ? [] : [pipeInto(`change nftables rules in one transaction (${changes.length})`, script, "nft", "-f", "-")];
   },
-  revert(facts: HostFacts): Step[] {
-    return facts.nftables.readable ? [pipeInto("put nftables rules back as they were", nftRevertJson(facts), "nft", "-j", "-f", "-")] : [];
+  revert(facts: HostFacts, changed: string[]): Step[] {
+    if (!facts.nftables.readable) return [];
+    const hostChains = changed.filter((name) => !isOurTable(splitNftItem(name).family, splitNftItem(name).table));
+    const ourTableChanged = hostChains.length < changed.length;
+    // Our table first: its notrack rules go before the accepts that let their packets through.
+    return [...(ourTableChanged ? [pipeInto("put our nftables table back as it was", nftRevertJson(facts), "nft", "-j", "-f", "-")] : []), ...hostChains.flatMap((name) => hostChainRevert(name, facts))];
   },
 };

@@ -197,9 +197,10 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
       const label = labelOf(kind.type, news);
       // A clash with another resource of this program comes first: it names both, where the
       // host's ledger (a blocker below) can only name the one already applied.
-      const clashes = kind.intents ? declareIntents(target.key, label, kind.intents(settings.data, facts)) : [];
-      if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
       const wanted = kind.want(settings.data, facts, { label });
+      const values = Object.fromEntries(Object.entries(wanted.claims).map(([item, c]) => [spec.display(item), c.value]));
+      const clashes = declareIntents(target.key, label, { ...(kind.intents?.(settings.data, facts) ?? { needs: [], removes: [] }), values });
+      if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
       if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
       const mine = ownersLabelled(currentLedger(facts), labels);

@@ -84,7 +84,7 @@ function stopSteps(unit: FirewallUnit, facts: HostFacts, keep: boolean): Step[] 
   // nftables.service's own stop flushes the whole ruleset; a stopped one's iptables rules are someone else's.
   for (const f of unit === "nftables" ? [] : iptablesFamiliesOf(unit)) {
     const input = flushInput(saveText(facts, f));
-    if (input !== "") steps.push(pipeInto(`flush the ${f === "v4" ? "iptables" : "ip6tables"} rules ${unit} loaded`, input, restoreTool(f)));
+    if (input !== "") steps.push(pipeInto(`flush the ${f === "v4" ? "iptables" : "ip6tables"} rules ${unit} loaded`, input, ...restoreTool(f)));
   }
   // firewalld removes its tables when it stops (CleanupOnExit); these are for a host where it didn't.
   if (tables.length > 0) steps.push(pipeInto(`remove the nftables tables of ${unit}`, nftDeleteInput(tables), "nft", "-f", "-"));
@@ -96,7 +96,7 @@ function startSteps(unit: FirewallUnit, facts: HostFacts, from: "saved" | "facts
   const steps: Step[] = [run(`start ${unit}.service`, "systemctl", "start", `${unit}.service`)];
   for (const f of iptablesFamiliesOf(unit)) {
     const text = from === "saved" ? facts.files[savedPath(unit, f)] : saveText(facts, f);
-    if (text !== undefined && text.trim() !== "") steps.push(pipeInto(`restore the ${f === "v4" ? "iptables" : "ip6tables"} rules ${unit} had`, text, restoreTool(f)));
+    if (text !== undefined && text.trim() !== "") steps.push(pipeInto(`restore the ${f === "v4" ? "iptables" : "ip6tables"} rules ${unit} had`, text, ...restoreTool(f)));
     if (from === "saved" && facts.files[savedPath(unit, f)] !== undefined) steps.push(removeFile(savedPath(unit, f)));
   }
   if (unit === "nftables") {

@@ -16,7 +16,16 @@ import { ownComment, parseRuleset, type Rule } from "./iptablesRules";
  */
 export type Family = "v4" | "v6";
 export const families: Family[] = ["v4", "v6"];
-export const restoreTool = (f: Family) => (f === "v4" ? "iptables-restore" : "ip6tables-restore");
+/**
+ * How long an iptables command waits for the xtables lock another tool (fail2ban, kube-proxy,
+ * Docker) holds, explicitly: without `-w` it depends on the version whether it waits or fails at
+ * once. When the wait runs out, iptables says so in its own words, which our error carries.
+ */
+export const xtablesWaitSeconds = 30;
+/** iptables-restore (or ip6tables-restore) that waits for the xtables lock, with further arguments. */
+export const restoreTool = (f: Family, ...more: string[]) => [f === "v4" ? "iptables-restore" : "ip6tables-restore", "-w", String(xtablesWaitSeconds), ...more];
+/** iptables (or ip6tables) on one table, waiting for the xtables lock, with further arguments. */
+export const iptablesTool = (f: Family, table: string, ...more: string[]) => [f === "v4" ? "iptables" : "ip6tables", "-w", String(xtablesWaitSeconds), "-t", table, ...more];
 const saveTool = (f: Family) => (f === "v4" ? "iptables" : "ip6tables");
 
 /** The iptables families whose whole ruleset a service owns. */

@@ -102,3 +102,41 @@ function parseZoneInfo(lines: string[]): Record<string, FirewalldZone> {
   }
   return zones;
 }
+
+/**
+ * Splits a direct rule as firewall-cmd prints it into its arguments: firewalld joins them with
+ * Python's shlex.quote, so an argument with a space comes in single quotes (`--comment 'ssh in'`)
+ * and a single quote inside one as '"'"'. Splitting on spaces would turn such a rule into another.
+ */
+export function directRuleWords(line: string): string[] {
+  const out: string[] = [];
+  let current = "";
+  let inWord = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      current += line.slice(i + 1, end === -1 ? line.length : end);
+      i = end === -1 ? line.length : end;
+      inWord = true;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < line.length && line[j] !== '"'; j++) current += line[j] === "\\" && j + 1 < line.length ? line[++j] : line[j];
+      i = j;
+      inWord = true;
+    } else if (c === "\\" && i + 1 < line.length) {
+      current += line[++i];
+      inWord = true;
+    } else if (c === " " || c === "\t") {
+      if (inWord) out.push(current);
+      current = "";
+      inWord = false;
+    } else {
+      current += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(current);
+  return out;
+}
+

@@ -48,76 +48,13 @@ export class Connection {
   }
 
   /**
-   * Runs a POSIX sh script (fed on stdin, so no quoting of the script itself), as root if the
-   * target says so. One deadline (target.commandTimeout) covers opening the channel and running.
+   * Runs a POSIX sh script (fed on stdin, so no quoting of the script and no limit on its size),
+   * as root if the target says so. One deadline (target.commandTimeout) covers opening the
+   * channel and running.
    */
-  run(target: HostTarget, script: string, what: string): Promise<ExecResult> {
-    const { sudo, label } = target;
-    // With a password, stdin carries only the password and the script travels base64-encoded in
-    // the command line: a wrong password costs one sudo attempt and is never followed by our
-    // script's lines being read as further attempts.
-    const wrapper =
-      sudo === false
-        ? `${rootCheck}; exec sh -s`
-        : sudo === true
-          ? "sudo -n -- sh -s"
-          : `sudo -S -p '' -- sh -c 'printf %s "$0" | base64 -d | sh -s' ${Buffer.from(script).toString("base64")}`;
-    const stdin = sudo === false || sudo === true ? wholeScriptOnly(script) : `${sudo.password}\n`;
-    const seconds = target.commandTimeout;
-    return new Promise((resolve, reject) => {
-      let channel: ClientChannel | undefined;
-      let settled = false;
-      const settle = (outcome: { error: HostError } | { result: ExecResult }) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(deadline);
-        this.pending.delete(onLost);
-        if ("error" in outcome) reject(outcome.error);
-        else resolve(outcome.result);
-      };
-      const onLost = (cause: string) => settle({ error: lostWhile(target, what, cause) });
-      const deadline = setTimeout(() => {
-        if (channel) {
-          settle({ error: new HostError(label, "timeout", `"${what}" did not finish within ${seconds} s`, "raise connection.commandTimeout or check the host's load") });
-          channel.close();
-          return;
-        }
-        // The host never answered the request to open a channel: the connection is stuck, not the
-        // command. Dropping it fails every other call on it now and makes the next call dial again.
-        settle({ error: new HostError(label, "timeout", `"${what}" could not start within ${seconds} s: the host did not answer on its SSH connection`, "check the host's load and network; raise connection.commandTimeout for slow hosts") });
-        this.lose(`it did not answer for ${seconds} s`);
-      }, seconds * 1000);
-      if (this.lostBecause !== undefined) return onLost(this.lostBecause);
-      this.pending.add(onLost);
-      try {
-        this.client.exec(wrapper, (err, opened: ClientChannel) => {
-          if (settled) return opened?.close();
-          if (err) {
-            return settle({ error: new HostError(label, "protocol", `could not start "${what}": ${err.message}`, "check the host's sshd (MaxSessions, its log) and run the operation again") });
-          }
-          channel = opened;
-          const out: Buffer[] = [];
-          const errOut: Buffer[] = [];
-          opened.on("data", (d: Buffer) => out.push(d));
-          opened.stderr.on("data", (d: Buffer) => errOut.push(d));
-          opened.on("close", (code: number | null | undefined, signal?: string) => {
-            const result = { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errOut).toString("utf8") };
-            if (typeof code === "number") {
-              const refused = code !== 0 ? notRoot(target, what, result.stderr) : undefined;
-              if (refused) return settle({ error: refused });
-              return settle({ result: { ...result, code } });
-            }
-            // No exit status. When the connection is going down, its own event may come a moment
-            // after the channel's: let that better reason win before blaming the command.
-            setTimeout(() => settle({ error: noExitStatus(label, what, signal, result.stderr) }), 50);
-          });
-          opened.end(stdin);
-        });
-      } catch {
-        // ssh2 throws "Not connected" when the socket is already gone, before any event said so.
-        this.lose("it had already closed");
-      }
-    });
+  async run(target: HostTarget, script: string, what: string): Promise<ExecResult> {
+    const done = await this.exec(target, what, "sh -s", { stdin: wholeScriptOnly(script), timeoutMs: target.commandTimeout * 1000 });
+    return done.result!;
   }
 
   /**
@@ -125,56 +62,110 @@ export class Connection {
    * Until then it is bounded like run(): by `timeoutMs` from now, and failed at once if the
    * connection goes. Afterwards it lives as long as the channel: release() ends it.
    */
-  hold(target: HostTarget, script: string, what: string, readyLine: string, timeoutMs: number): Promise<Held> {
+  async hold(target: HostTarget, script: string, what: string, readyLine: string, timeoutMs: number): Promise<Held> {
+    const done = await this.exec(target, what, `sh -c ${quote(script)}`, { readyLine, timeoutMs });
+    return done.held!;
+  }
+
+  /**
+   * The one path of every command: open a channel, become root, feed stdin, collect what it says,
+   * and settle exactly once, on its end (with `stdin`) or on `readyLine` (a holder), on the
+   * deadline, or when the connection goes.
+   * With `sudo: { password }`, sudo is given the password only when it asks for it (its prompt is
+   * ours), and nothing else is sent until the root shell says it runs: an account that needs no
+   * password never reads the password as input, and a wrong one is never followed by lines of
+   * the script read as further attempts.
+   */
+  private exec(target: HostTarget, what: string, rootCommand: string, io: { stdin?: string; readyLine?: string; timeoutMs: number }): Promise<{ result?: ExecResult; held?: Held }> {
     const { sudo, label } = target;
-    const sh = `sh -c ${quote(script)}`;
-    const wrapped = sudo === false ? `${rootCheck}; exec ${sh}` : sudo === true ? `sudo -n -- ${sh}` : `sudo -S -p '' -- ${sh}`;
+    const wrapper =
+      sudo === false
+        ? `${rootCheck}; exec ${rootCommand}`
+        : sudo === true
+          ? `sudo -n -- ${rootCommand}`
+          : `sudo -S -p ${quote(sudoPrompt)} -- sh -c ${quote(`echo ${rootMark}; exec ${rootCommand}`)}`;
     return new Promise((resolve, reject) => {
       let channel: ClientChannel | undefined;
+      let closed = false;
       let settled = false;
-      let out = "";
-      const settle = (outcome: { error: HostError } | { ready: ClientChannel }) => {
+      const settle = (outcome: { error: HostError } | { result: ExecResult } | { held: Held }) => {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
         this.pending.delete(onLost);
         if ("error" in outcome) {
-          channel?.close();
+          if (io.readyLine !== undefined) channel?.close();
           reject(outcome.error);
-        } else {
-          const held = outcome.ready;
-          const said = out.slice(0, out.indexOf(`${readyLine}\n`));
-          resolve({ said, release: () => held.end(), send: (line) => void (held.writable && held.write(`${line}\n`)) });
-        }
+        } else resolve(outcome);
       };
       const onLost = (cause: string) => settle({ error: lostWhile(target, what, cause) });
-      const deadline = setTimeout(() => settle({ error: new HostError(label, "timeout", `"${what}" did not succeed within ${timeoutMs / 1000} s`) }), timeoutMs);
+      const deadline = setTimeout(() => {
+        if (channel) {
+          const message = io.readyLine === undefined ? `"${what}" did not finish within ${io.timeoutMs / 1000} s` : `"${what}" did not succeed within ${io.timeoutMs / 1000} s`;
+          settle({ error: new HostError(label, "timeout", message, "raise connection.commandTimeout or check the host's load") });
+          channel.close();
+          return;
+        }
+        // The host never answered the request to open a channel: the connection is stuck, not the
+        // command. Dropping it fails every other call on it now and makes the next call dial again.
+        settle({ error: new HostError(label, "timeout", `"${what}" could not start within ${io.timeoutMs / 1000} s: the host did not answer on its SSH connection`, "check the host's load and network; raise connection.commandTimeout for slow hosts") });
+        this.lose(`it did not answer for ${io.timeoutMs / 1000} s`);
+      }, io.timeoutMs);
       if (this.lostBecause !== undefined) return onLost(this.lostBecause);
       this.pending.add(onLost);
       try {
-        this.client.exec(wrapped, (err, opened: ClientChannel) => {
+        this.client.exec(wrapper, (err, opened: ClientChannel) => {
           if (settled) return opened?.close();
-          if (err) return settle({ error: new HostError(label, "protocol", `could not start "${what}": ${err.message}`) });
+          if (err) return settle({ error: new HostError(label, "protocol", `could not start "${what}": ${err.message}`, "check the host's sshd (MaxSessions, its log) and run the operation again") });
           channel = opened;
-          let errOut = "";
+          const out: Buffer[] = [];
+          let errText = "";
+          let asRoot = typeof sudo !== "object";
+          let prompts = 0;
+          const raw = () => Buffer.concat(out).toString("utf8");
+          const stdout = () => (typeof sudo === "object" ? raw().replace(`${rootMark}\n`, "") : raw());
+          const begin = () => {
+            if (io.stdin !== undefined) opened.end(io.stdin);
+          };
           opened.on("data", (d: Buffer) => {
-            if (settled) return;
-            out += d.toString("utf8");
-            if (out.includes(`${readyLine}\n`)) settle({ ready: opened });
-          });
-          opened.stderr.on("data", (d: Buffer) => (errOut += d.toString("utf8")));
-          opened.on("close", (code: number | null | undefined, signal?: string) => {
-            if (settled) return;
-            if (typeof code === "number") {
-              return settle({ error: notRoot(target, what, errOut) ?? new HostError(label, "command", `"${what}" failed (exit ${code}): ${errOut.trim() || "(no message on stderr)"}`) });
+            out.push(d);
+            if (!asRoot && raw().includes(`${rootMark}\n`)) {
+              asRoot = true;
+              begin();
             }
-            // As in run(): a connection going down right now is the better reason.
-            setTimeout(() => settle({ error: noExitStatus(label, what, signal, errOut) }), 50);
+            const text = stdout();
+            if (asRoot && io.readyLine !== undefined && text.includes(`${io.readyLine}\n`)) {
+              settle({ held: { said: text.slice(0, text.indexOf(`${io.readyLine}\n`)), release: () => opened.end(), send: (line) => void (opened.writable && opened.write(`${line}\n`)), get alive() { return !closed; } } });
+            }
           });
-          if (typeof sudo === "object") opened.write(`${sudo.password}\n`);
+          opened.stderr.on("data", (d: Buffer) => {
+            errText += d.toString("utf8");
+            if (typeof sudo !== "object" || asRoot) return;
+            const asked = errText.split(sudoPrompt).length - 1;
+            if (asked === prompts) return;
+            prompts = asked;
+            // The first prompt gets the password; a second means it was wrong: end sudo's input so it gives up now.
+            if (asked === 1) opened.write(`${sudo.password}\n`);
+            else opened.end();
+          });
+          opened.on("close", (code: number | null | undefined, signal?: string) => {
+            closed = true;
+            const stderr = errText.split(sudoPrompt).join("");
+            if (typeof code === "number") {
+              const refused = code !== 0 || io.readyLine !== undefined ? notRoot(target, what, stderr) : undefined;
+              if (refused) return settle({ error: refused });
+              if (io.readyLine !== undefined) return settle({ error: new HostError(label, "command", `"${what}" failed (exit ${code}): ${stderr.trim() || "(no message on stderr)"}`) });
+              return settle({ result: { stdout: stdout(), stderr, code } });
+            }
+            // No exit status. When the connection is going down, its own event may come a moment
+            // after the channel's: let that better reason win before blaming the command.
+            setTimeout(() => settle({ error: noExitStatus(label, what, signal, stderr) }), 50);
+          });
+          if (asRoot) begin();
         });
-      } catch {
-        this.lose("it had already closed");
+      } catch (err) {
+        // ssh2 throws "Not connected" when the socket is already gone, before any event said so.
+        this.lose(`it had already closed (${(err as Error).message})`);
       }
     });
   }
@@ -203,6 +194,8 @@ export interface Held {
   send(line: string): void;
   /** Closes its stdin. */
   release(): void;
+  /** False once its channel closed: whatever it held on the host is let go. */
+  readonly alive: boolean;
 }
 
 /**
@@ -215,6 +208,10 @@ export interface Held {
  */
 const notRootMark = "pulumi-conntrack: this login is not root";
 const rootCheck = `[ "\${EUID:-$(id -u)}" = 0 ] || { echo ${quote(notRootMark)} >&2; exit 1; }`;
+/** sudo's password prompt (on stderr with -S), answered with the password; a second one means it was wrong. */
+const sudoPrompt = "@@pulumi-conntrack-sudo-password\n";
+/** The first line of the root shell under sudo with a password: input may follow now. */
+const rootMark = "@@pulumi-conntrack-root";
 
 /** What sudo says when it won't run a command, most telling first (it also prints warnings, e.g. "unable to resolve host"). */
 const sudoRefusals: Array<{ said: RegExp; fix: (user: string) => string }> = [

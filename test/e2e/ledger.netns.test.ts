@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { pulumiCli, testStack, type TestStack } from "./harness";
 
 // The host engine's promises on shared hosts, through the real pulumi CLI: owners of one key in
 // two stacks, both orders of leaving, two `pulumi up` at once, a rename, a failed write, persist: false.
@@ -18,6 +18,11 @@ async function ours(h: LabHost): Promise<string> {
   return r.stdout.trim();
 }
 const ledger = async (h: LabHost) => JSON.parse((await hostExec(h, "cat /var/lib/pulumi-conntrack/ledger.json")).stdout);
+/** `pulumi preview --expect-no-changes` exactly as a user types it: exit 0, or the output that says why not. */
+async function expectNoChanges(s: TestStack): Promise<void> {
+  const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+  expect(code, output).toBe(0);
+}
 
 /** A stack of its own name (project/stack name an owner in the ledger, as in real life). */
 async function stackOn(h: LabHost, settings: object, extra: Record<string, string> = {}): Promise<TestStack> {
@@ -56,6 +61,10 @@ describe("the ownership ledger through pulumi", () => {
       await pair[1].up();
       expect(sysctl(h, "icmp_timeout")).toBe("25");
       expect(Object.keys((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_icmp_timeout"].owners)).toHaveLength(2);
+      // Issue 22: owners that agree converge; neither wants to "record owners" again.
+      for (const s of pair) await expectNoChanges(s);
+      await pair[0].up();
+      for (const s of pair) await expectNoChanges(s);
       await pair[order[0]].destroy();
       expect(sysctl(h, "icmp_timeout")).toBe("25");
       expect((await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout).toContain("net.netfilter.nf_conntrack_icmp_timeout = 25");
@@ -77,6 +86,33 @@ describe("the ownership ledger through pulumi", () => {
     expect(sysctl(h, "icmp_timeout")).toBe("30");
   });
 
+  it("two resources of one program share a key: converged after one up; a different value is refused in the preview, naming both", async () => {
+    const h = hosts[1];
+    const icmpOwners = async () => Object.keys((await ledger(h)).items["sysctl:net.netfilter.nf_conntrack_icmp_timeout"].owners).length;
+    const declared = (values: number[]) => ({ value: JSON.stringify(values.map((icmp, i) => ({ type: "ConntrackLimits", name: `shared-${i + 1}`, args: { timeouts: { icmp } } }))) });
+    const s = await testStack("declared", { connection: { value: JSON.stringify(connection(h)), secret: true }, declared: declared([25, 25]) }, { stackName: "one-program" });
+    stacks.push(s);
+    const { changes } = await s.up();
+    expect(changes).toEqual({ create: 3 });
+    expect(sysctl(h, "icmp_timeout")).toBe("25");
+    expect(await icmpOwners()).toBe(2);
+    await expectNoChanges(s);
+
+    await s.setConfig({ declared: declared([25, 40]) });
+    const err = String(await s.preview().then(() => undefined, (e: Error) => e));
+    expect(err).toContain("e2e-declared/one-program/ConntrackLimits/shared-2 wants net.netfilter.nf_conntrack_icmp_timeout = 40 and e2e-declared/one-program/ConntrackLimits/shared-1 wants 25");
+
+    // One owner leaves: the value stays; the last one leaves: the original is back, no file left.
+    await s.setConfig({ declared: declared([25]) });
+    expect((await s.up()).changes).toMatchObject({ delete: 1 });
+    expect(sysctl(h, "icmp_timeout")).toBe("25");
+    expect(await icmpOwners()).toBe(1);
+    await expectNoChanges(s);
+    await s.destroy();
+    expect(sysctl(h, "icmp_timeout")).toBe("30");
+    expect(await ours(h)).toBe("");
+  });
+
   it("two `pulumi up` on two stacks at once both succeed, with both settings present", async () => {
     const h = hosts[2];
     const a = await stackOn(h, { timeouts: { icmp: 25 } });
@@ -88,6 +124,38 @@ describe("the ownership ledger through pulumi", () => {
     const file = (await hostExec(h, "cat /etc/sysctl.d/90-pulumi-conntrack.conf")).stdout;
     expect(file).toContain("icmp_timeout = 25");
     expect(file).toContain("udp_timeout = 45");
+    await Promise.all([a.destroy(), b.destroy()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["30", "30"]);
+    expect(await ours(h)).toBe("");
+  });
+
+  it("two `pulumi up` at once as a NOPASSWD sudo user with sudo { password } configured: the host lock holds, both stacks' owners are kept", async () => {
+    // Issue 23, item 1: sudo didn't read the password, so the lock holder read it as its heartbeat
+    // and let the lock go at once; two stacks then planned from one ledger.
+    const h = hosts[3];
+    const setup = [
+      "set -e",
+      "id deploy >/dev/null 2>&1 || useradd -M -d /tmp/deploy -s /bin/sh deploy; mkdir -p /tmp/deploy/.ssh; cp /root/.ssh/authorized_keys /tmp/deploy/.ssh/; chown -R deploy /tmp/deploy; chmod 700 /tmp/deploy/.ssh",
+      "echo 'deploy:unused-by-sudo' | chpasswd",
+      "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy; chmod 440 /etc/sudoers.d/deploy",
+    ].join("\n");
+    expect((await hostExec(h, "sh -s", { input: setup })).stderr).toBe("");
+    const asDeploy = { ...connection(h), user: "deploy", sudo: { password: "unused-by-sudo" } };
+    const stackAs = async (settings: object) => {
+      const s = await testStack("conntrack-limits", { hosts: { value: JSON.stringify([{ name: h.name, connection: asDeploy }]), secret: true }, settings: { value: JSON.stringify(settings) } }, { stackName: `sudo${stacks.length + 1}` });
+      stacks.push(s);
+      return s;
+    };
+    const a = await stackAs({ timeouts: { icmp: 25 } });
+    const b = await stackAs({ timeouts: { udp: 45 } });
+    await Promise.all([a.up(), b.up()]);
+    expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["25", "45"]);
+    const items = (await ledger(h)).items;
+    expect(Object.fromEntries(Object.entries(items).map(([k, v]: [string, any]) => [k, [v.original, Object.keys(v.owners).length]]))).toEqual({
+      "sysctl:net.netfilter.nf_conntrack_icmp_timeout": ["30", 1],
+      "sysctl:net.netfilter.nf_conntrack_udp_timeout": ["30", 1],
+    });
+    for (const s of [a, b]) await expectNoChanges(s);
     await Promise.all([a.destroy(), b.destroy()]);
     expect([sysctl(h, "icmp_timeout"), sysctl(h, "udp_timeout")]).toEqual(["30", "30"]);
     expect(await ours(h)).toBe("");
@@ -138,6 +206,20 @@ describe("the ownership ledger through pulumi", () => {
     expect(await ours(h)).toBe("");
     expect((await hostExec(h, "umount /etc/sysctl.d")).code).toBe(0);
     await s.destroy();
+  });
+
+  it("a host whose /run can't be written is refused before any change, saying why (no world-writable fallback)", async () => {
+    const h = hosts[2];
+    expect((await hostExec(h, "mount -o remount,ro /run")).code).toBe(0);
+    try {
+      const s = await stackOn(h, { timeouts: { udp: 21 } });
+      const err = String(await s.up().then(() => undefined, (e: Error) => e));
+      expect(err).toContain("/run is not a writable directory on this host: pulumi-conntrack keeps its host lock and job records only there");
+      expect(sysctl(h, "udp_timeout")).toBe("30");
+      expect(await ours(h)).toBe("");
+    } finally {
+      await hostExec(h, "mount -o remount,rw /run");
+    }
   });
 
   it("persist: false works on a host with RHEL's iptables-config, and leaves that file as it was", async () => {

@@ -205,6 +205,11 @@ describe("the lockout guard", () => {
       "iptables -D INPUT -p tcp --dport 22 -j ACCEPT",
       "netfilter-persistent save >/dev/null 2>&1",
     ].join(" && "));
+    // A fail2ban-style chain, and a ban it adds while the guard waits (the moment the apply's
+    // rules appear): the revert must take out only what the apply added (issue 23, item 2).
+    await sh("iptables -N f2b-sshd && iptables -A f2b-sshd -j RETURN && iptables -I INPUT 1 -p tcp --dport 22 -j f2b-sshd");
+    const ban = "-A f2b-sshd -s 203.0.113.7/32 -j REJECT --reject-with icmp-port-unreachable";
+    await sh(`setsid -f sh -c 'until iptables-save -t raw | grep -q -- --notrack; do sleep 0.2; done; iptables -w -I f2b-sshd 1 -s 203.0.113.7 -j REJECT' </dev/null >/dev/null 2>&1`);
     const rulesBefore = await ruleset();
     const fileBefore = await savedFile();
     await stack.setConfig({ notrack: { value: JSON.stringify({ ports: [22], side: "server" }) } });
@@ -212,7 +217,9 @@ describe("the lockout guard", () => {
     const error = await stack.up().then(() => undefined, (err: Error) => err.message);
     console.log(`[figure] lockout guard: up failed after ${Date.now() - t} ms, the host reverted by itself`);
     expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply, and SSH answers again/);
-    expect(await ruleset()).toBe(rulesBefore);
+    const after = await ruleset();
+    expect(after).toContain(ban);
+    expect(after.replace(`${ban}\n`, "")).toBe(rulesBefore);
     expect(await savedFile()).toBe(fileBefore);
     expect(await sh("ls -A /var/lib/pulumi-conntrack 2>/dev/null; ls -A /run/pulumi-conntrack-guard")).toMatch(/^[0-9a-f]{12}$/);
     expect(await sh("cat /run/pulumi-conntrack-guard/*/revert.log; ls /run/pulumi-conntrack-guard/*")).toContain("fired");

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
 import type { LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { pulumiCli, testStack, type TestStack } from "./harness";
 
 // Issue 11: a host reboots between `pulumi preview` and `pulumi up`. The up re-reads the host
 // under its lock, so it plans from what the host booted into (the persisted values, nf_conntrack
@@ -10,12 +10,14 @@ const vmName = "e2e-faults-reboot";
 const udpKey = "net.netfilter.nf_conntrack_udp_timeout";
 let vm: LabHost;
 let stack: TestStack;
+const others: TestStack[] = [];
 
 async function sh(command: string): Promise<string> {
   const r = await vmExec(vmName, command);
   if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
   return r.stdout.trim();
 }
+const icmpKey = "net.netfilter.nf_conntrack_icmp_timeout";
 const settings = (udp: number) => ({ settings: { value: JSON.stringify({ timeouts: { udp } }) } });
 const liveUdp = () => sh(`udevadm settle; modprobe nf_conntrack; udevadm settle; sysctl -n ${udpKey}`);
 
@@ -27,8 +29,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    await stack?.destroy().catch(() => undefined);
-    await stack?.dispose();
+    for (const s of [stack, ...others]) {
+      await s?.destroy().catch(() => undefined);
+      await s?.dispose();
+    }
   } finally {
     await destroyVm(vmName);
   }
@@ -53,5 +57,42 @@ describe("a host that reboots between preview and up", () => {
     expect((await stack.preview()).changes).toEqual({ same: 2 });
     await stack.destroy();
     expect(await liveUdp()).toBe(original);
+  });
+});
+
+describe("owners of one key that agree, across a reboot (issue 22)", () => {
+  it("two resources of one program and a second stack: every preview after up and after a reboot is a no-op; the original returns with the last owner", async () => {
+    const original = await sh(`udevadm settle; modprobe nf_conntrack; udevadm settle; sysctl -n ${icmpKey}`);
+    const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+    const declared = (names: string[]) => ({ value: JSON.stringify(names.map((name) => ({ type: "ConntrackLimits", name, args: { timeouts: { icmp: 25 } } }))) });
+    const program = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: declared(["icmp-a", "icmp-b"]) }, { stackName: "one-program" });
+    const second = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: declared(["icmp-a"]) }, { stackName: "second-stack" });
+    others.push(program, second);
+    const noChanges = async (stacks = [program, second]) => {
+      for (const s of stacks) {
+        const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+        expect(code, `${s.stack.name}: ${output}`).toBe(0);
+      }
+    };
+    await program.up();
+    await second.up();
+    const icmp = () => sh(`udevadm settle; modprobe nf_conntrack; udevadm settle; sysctl -n ${icmpKey}`);
+    expect(await icmp()).toBe("25");
+    const ledger = JSON.parse(await sh("cat /var/lib/pulumi-conntrack/ledger.json"));
+    expect(Object.keys(ledger.items[`sysctl:${icmpKey}`].owners)).toHaveLength(3);
+    await noChanges();
+    await rebootVm(vmName);
+    await noChanges();
+    expect(await icmp()).toBe("25");
+
+    // Owners leave one by one: the value stays until the last one goes, then the original is back.
+    await program.setConfig({ declared: declared(["icmp-b"]) });
+    expect((await program.up()).changes).toMatchObject({ delete: 1 });
+    await second.destroy();
+    expect(await icmp()).toBe("25");
+    await noChanges([program]);
+    await program.destroy();
+    expect(await icmp()).toBe(original);
+    expect(await sh("ls /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d /var/lib | grep -c pulumi-conntrack || true")).toBe("0");
   });
 });

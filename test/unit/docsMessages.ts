@@ -74,6 +74,12 @@ export function codeMessages(root: string): Corpus {
     const visit = (node: ts.Node) => {
       const tokens = tokensOf(node);
       if (tokens) templates.push(characters(tokens));
+      // A script built with transport/shell.ts's sh`...`: its quotes are shell syntax, not text
+      // it prints (`echo ${message} "(lock $d/...)"` prints the message, a space and the rest).
+      if (ts.isTaggedTemplateExpression(node) && node.tag.getText() === "sh") {
+        const script = tokensOf(node.template);
+        if (script) templates.push(characters(script.map((t) => (typeof t === "string" ? t.replace(/["']/g, "") : t))));
+      }
       ts.forEachChild(node, visit);
     };
     visit(source);

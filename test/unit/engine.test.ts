@@ -118,6 +118,19 @@ describe("command layer", () => {
 });
 
 describe("declareIntents", () => {
+  it("names both resources and both values when two of one program want different values for an item", () => {
+    const icmpShown = "net.netfilter.nf_conntrack_icmp_timeout";
+    const limits = (values: Record<string, string>) => ({ needs: ["module nf_conntrack"], removes: [], values });
+    expect(declareIntents("hv:22", "p/s/ConntrackLimits/a", limits({ [icmpShown]: "25", "net.netfilter.nf_conntrack_udp_timeout": "20" }))).toEqual([]);
+    expect(declareIntents("hv:22", "p/s/ConntrackLimits/b", limits({ [icmpShown]: "25" }))).toEqual([]);
+    expect(declareIntents("hv:22", "p/s/ConntrackLimits/c", limits({ [icmpShown]: "40" }))).toEqual([
+      `p/s/ConntrackLimits/c wants ${icmpShown} = 40 and p/s/ConntrackLimits/a wants 25`,
+      `p/s/ConntrackLimits/c wants ${icmpShown} = 40 and p/s/ConntrackLimits/b wants 25`,
+    ]);
+    // A resource checked again (preview, then up, in one process) replaces its own declaration.
+    expect(declareIntents("hv:22", "p/s/ConntrackLimits/c", limits({ [icmpShown]: "25" }))).toEqual([]);
+  });
+
   it("names both resources when one removes what another on the same host needs, in either order", () => {
     expect(declareIntents("h1:22", "p/s/ConntrackLimits/web", { needs: ["module nf_conntrack"], removes: [] })).toEqual([]);
     expect(declareIntents("h1:22", "p/s/KernelModuleSet/bare", { needs: [], removes: ["module nf_conntrack", "module xt_CT"] })).toEqual([

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../../provider/facts/host";
-import { firewalldReader } from "../../provider/facts/firewalld";
+import { directRuleWords, firewalldReader } from "../../provider/facts/firewalld";
 import { ledgerPath } from "../../provider/engine/ledger";
 import { planHost } from "../../provider/engine/plan";
 import { claimsOf } from "../../provider/engine/transaction";
@@ -191,10 +191,21 @@ describe("NotrackRule on firewalld", () => {
     ]);
   });
 
-  it("the revert puts the raw direct rules back as found", () => {
-    const host = fwHost([...fresh, "runtime-direct ipv4 raw PREROUTING 0 -p udp --dport 53 -j CT --notrack"]);
-    const revert = driverOf("firewalld:x").driver.revert!(host, []).map((s) => s.shell);
-    expect(revert).toContain("firewall-cmd --quiet --direct --remove-rules ipv4 raw PREROUTING");
-    expect(revert[revert.length - 1]).toBe("firewall-cmd --quiet --direct --add-rule ipv4 raw PREROUTING 0 -p udp --dport 53 -j CT --notrack");
+  it("the revert puts back, runtime only, exactly the items the apply changed; other direct rules stay", () => {
+    const neighbour = "ipv4 raw PREROUTING 0 -p udp --dport 53 -j CT --notrack";
+    const quoted = "ipv4 raw PREROUTING 0 -p tcp --dport 22 -m comment --comment 'ssh in' -j CT --notrack";
+    const host = fwHost([...fresh, `runtime-direct ${neighbour}`, `runtime-direct ${quoted}`, `permanent-direct ${quoted}`]);
+    const added = "direct:ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack";
+    const revert = driverOf("firewalld:x").driver.revert!(host, [added, `direct:${quoted}`, "port:public:80/tcp"]).map((s) => s.shell);
+    expect(revert).toEqual([
+      "firewall-cmd --quiet --direct --remove-rule ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack",
+      "firewall-cmd --quiet --direct --add-rule ipv4 raw PREROUTING 0 -p tcp --dport 22 -m comment --comment 'ssh in' -j CT --notrack",
+      "firewall-cmd --quiet --zone=public --remove-port=80/tcp",
+    ]);
+    expect(revert.join("\n")).not.toContain("--remove-rules");
+  });
+
+  it("splits a direct rule as firewall-cmd prints it (shlex quoting) into its arguments", () => {
+    expect(directRuleWords(`ipv4 filter INPUT 0 -m comment --comment 'it'"'"'s ssh' -j ACCEPT`)).toEqual(["ipv4", "filter", "INPUT", "0", "-m", "comment", "--comment", "it's ssh", "-j", "ACCEPT"]);
   });
 });

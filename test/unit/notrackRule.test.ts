@@ -5,6 +5,7 @@ import { key, parseRule, parseRuleset, words } from "../../provider/facts/iptabl
 import { planHost } from "../../provider/engine/plan";
 import { revertSteps } from "../../provider/engine/lockoutGuard";
 import { claimsOf } from "../../provider/engine/transaction";
+import { driverOf } from "../../provider/engine/items";
 import { renderRulesFile } from "../../provider/persistence/netfilterPersistent";
 import { notrackRuleKind, ruleDisplay } from "../../provider/notrackRule/provider";
 import { wantNotrackRule } from "../../provider/notrackRule/plan";
@@ -143,18 +144,39 @@ describe("netfilter-persistent rules files", () => {
 });
 
 describe("the lockout guard's revert", () => {
-  it("restores the ruleset found, flushes a table the apply created, and puts the files back", () => {
+  it("takes out exactly the lines the apply adds, replays no table, and puts the files back", () => {
     const f = host(seed);
     const w = want({ ports: [80] }, f);
     const plan = planHost({ owner: "o#1", claims: claimsOf(w, "p/s/NotrackRule/web"), facts: f, backends: notrackRuleKind.backends });
     const steps = revertSteps(f, plan)!;
-    const restore = steps.find((s) => s.name === "put the iptables rules back as they were")!;
-    const input = Buffer.from(/printf %s '?([A-Za-z0-9+/=]+)'?/.exec(restore.shell)![1], "base64").toString();
-    // The seed's dump has no raw table: restoring it empty removes the notrack rules the apply adds.
-    expect(input).toBe(`${seed}*raw\nCOMMIT\n`);
-    expect(restore.shell).toMatch(/\| 'iptables-restore'$|\| iptables-restore$/);
+    const rules = steps.filter((s) => s.name.startsWith("take out the "));
+    // Both sides (the default): the port as a server's and as a client's.
+    expect(rules.map((s) => s.name)).toEqual([
+      "take out the filter INPUT rule the change added (-p tcp --dport 80 -m conntrack --ctstate UNTRACKED -j ACCEPT)",
+      "take out the filter INPUT rule the change added (-p tcp --sport 80 -m conntrack --ctstate UNTRACKED -j ACCEPT)",
+      "take out the raw OUTPUT rule the change added (-p tcp --dport 80 -j CT --notrack)",
+      "take out the raw OUTPUT rule the change added (-p tcp --sport 80 -j CT --notrack)",
+      "take out the raw PREROUTING rule the change added (-p tcp --dport 80 -j CT --notrack)",
+      "take out the raw PREROUTING rule the change added (-p tcp --sport 80 -j CT --notrack)",
+    ]);
+    const prerouting = rules.find((s) => s.name.includes("PREROUTING rule the change added (-p tcp --dport"))!;
+    expect(prerouting.shell).toBe(
+      "{ ! iptables -w 30 -t raw -C PREROUTING -p tcp --dport 80 -m comment --comment pulumi-conntrack -j CT --notrack >/dev/null 2>&1 || " +
+        "iptables -w 30 -t raw -D PREROUTING -p tcp --dport 80 -m comment --comment pulumi-conntrack -j CT --notrack; }",
+    );
+    expect(steps.some((s) => /iptables-restore/.test(s.shell))).toBe(false);
     expect(steps.map((s) => s.name)).toEqual(expect.arrayContaining(["remove /var/lib/pulumi-conntrack/ledger.json", "remove /etc/iptables/rules.v4"]));
-    expect(steps.findIndex((s) => s === restore)).toBe(0);
+    expect(steps.findIndex((s) => s === rules[0])).toBe(0);
+  });
+
+  it("puts a removed line of ours back where it was, unless someone already did", () => {
+    const ours = '-A INPUT -p tcp -m tcp --dport 80 -m conntrack --ctstate UNTRACKED -m comment --comment "pulumi-conntrack: p/s/NotrackRule/web" -j ACCEPT';
+    const f = host(seed.replace("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", `-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n${ours}`));
+    const item = "rule:v4:filter:INPUT:-p tcp --dport 80 -m conntrack --ctstate UNTRACKED -j ACCEPT";
+    const [step] = driverOf(item).driver.revert!(f, [driverOf(item).name]);
+    const at = seed.split("\n").filter((l) => l.startsWith("-A INPUT")).indexOf("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT") + 2;
+    const spec = '-p tcp -m tcp --dport 80 -m conntrack --ctstate UNTRACKED -m comment --comment \'pulumi-conntrack: p/s/NotrackRule/web\' -j ACCEPT';
+    expect(step.shell).toBe(`{ iptables -w 30 -t filter -C INPUT ${spec} >/dev/null 2>&1 || { iptables -w 30 -t filter -I INPUT ${at} ${spec} || iptables -w 30 -t filter -A INPUT ${spec}; }; }`);
   });
 
   it("has nothing to guard when no rule changes", () => {

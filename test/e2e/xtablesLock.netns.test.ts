@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
+import { testStack, type TestStack } from "./harness";
+
+// Issue 23, item 3: another tool (fail2ban, kube-proxy) holds the xtables lock while we change
+// rules. On a host switched to iptables-legacy (the lock is legacy's; iptables-nft takes none),
+// an apply and a lockout revert wait for it, explicitly and bounded, instead of depending on the
+// iptables version's default.
+const prefix = "pcxl";
+let host: LabHost;
+const stacks: TestStack[] = [];
+
+async function sh(command: string): Promise<string> {
+  const r = await hostExec(host, command);
+  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+/** The host's legacy ruleset without comments, counters and tables that hold nothing. */
+async function ruleset(): Promise<string> {
+  const lines = (await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'")).split("\n");
+  return lines.join("\n").split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
+}
+/** Holds /run/xtables.lock (this host's own /run) for `seconds` once `when` succeeds, in the background. */
+const holdLock = (seconds: number, when = "true") => sh(`setsid -f sh -c 'until ${when}; do sleep 0.1; done; exec flock /run/xtables.lock sleep ${seconds}' </dev/null >/dev/null 2>&1`);
+const lockHeld = () => sh("flock -n /run/xtables.lock true && echo free || echo held");
+
+async function stackWith(notrack: object): Promise<TestStack> {
+  const connection = { host: host.host, port: host.port, user: host.user, privateKey: host.privateKey, hostKey: host.hostKey };
+  const s = await testStack("notrack-rule", { hosts: { value: JSON.stringify([{ name: host.name, connection }]), secret: true }, notrack: { value: JSON.stringify(notrack) } }, { stackName: `x${stacks.length + 1}` });
+  stacks.push(s);
+  return s;
+}
+
+beforeAll(async () => {
+  [host] = await startHosts(1, prefix);
+  // The alternatives live in the host's private /etc and /var/lib: only this host changes backend.
+  await sh("update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy && update-alternatives --quiet --set ip6tables /usr/sbin/ip6tables-legacy");
+  expect(await sh("iptables -V")).toContain("legacy");
+  await sh([
+    "iptables -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT",
+    "iptables -N SSHIN && iptables -A SSHIN -p tcp --dport 22 -m state --state NEW -j ACCEPT && iptables -A INPUT -j SSHIN",
+    "iptables -A INPUT -p tcp -m state --state NEW --dport 80 -j ACCEPT",
+    "iptables -P INPUT DROP",
+  ].join(" && "));
+});
+
+afterAll(async () => {
+  try {
+    for (const s of stacks) {
+      await s.destroy().catch(() => undefined);
+      await s.dispose();
+    }
+  } finally {
+    await stopHosts(prefix);
+  }
+});
+
+describe("the xtables lock held by another tool, on iptables-legacy", () => {
+  it("an apply waits for it and goes through; destroy too", async () => {
+    const before = await ruleset();
+    const s = await stackWith({ ports: [80], side: "server", persist: false });
+    await holdLock(20);
+    expect(await lockHeld()).toBe("held");
+    const started = Date.now();
+    await s.up();
+    const rules = await ruleset();
+    expect(rules).toContain("-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment pulumi-conntrack -j CT --notrack");
+    expect(rules).toMatch(/-A INPUT -p tcp -m tcp --dport 80 -m conntrack --ctstate UNTRACKED -m comment --comment "?pulumi-conntrack[^\n]*-j ACCEPT/);
+    console.log(`[figure] xtables lock: up finished ${Date.now() - started} ms after a 20 s hold began`);
+    await holdLock(10);
+    await s.destroy();
+    expect(await ruleset()).toBe(before);
+  });
+
+  it("a lockout revert waits for it too, and puts back exactly what the apply changed", async () => {
+    // SSH is accepted only through a chain of the host's own, by state: untracked SSH packets
+    // meet the DROP policy, new connections can't get in, and the guard reverts by itself,
+    // while another tool holds the lock from the moment the apply's rules appear.
+    const before = await ruleset();
+    const s = await stackWith({ ports: [22], side: "server", persist: false });
+    await holdLock(40, "iptables-save -t raw | grep -q -- --notrack");
+    const error = await s.up().then(() => undefined, (err: Error) => err.message);
+    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply, and SSH answers again/);
+    expect(await ruleset()).toBe(before);
+    expect(await sh("cat /run/pulumi-conntrack-guard/*/revert.log")).not.toMatch(/failed|Another app is currently holding the xtables lock/);
+  });
+});
