@@ -22,6 +22,8 @@ export interface NotrackRuleArgs {
    * Add a filter rule that accepts the untracked packets ahead of any DROP or REJECT, limited to
    * the sources and interfaces the port was open to (default true). Without it, a filter that
    * drops what it doesn't know would take the port dark; with it false, such a host is refused.
+   * A port that wasn't open stays closed either way. On firewalld nothing is added (firewalld
+   * accepts the untracked packets of what a zone opens); false refuses a port a zone doesn't open.
    */
   acceptUntracked?: pulumi.Input<boolean>;
   /** Keep the rules across reboots through the host's firewall persistence (default true). */
@@ -32,7 +34,9 @@ export interface NotrackRuleArgs {
 
 /**
  * Takes ports out of connection tracking with raw-table `-j CT --notrack` rules, and keeps them
- * answering: the rules and their UNTRACKED accept go in together, in one iptables-restore.
+ * answering: the rules and their UNTRACKED accept go in together, in one iptables-restore (one
+ * `nft -f` on native nftables hosts). On firewalld the rules are direct rules and nothing is
+ * opened: firewalld accepts the untracked packets of what its zones open, and a closed port stays closed.
  */
 export class NotrackRule extends StubbedResource {
   /** Whether each rule was there before the first owner came ("present") or not ("absent"). */

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { proxySchema } from "../../sdk/connection";
 import type { Credentials } from "../../sdk/internal/connectionInputs";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
@@ -90,6 +91,31 @@ function describe<S>(spec: ResourceSpec<S>, plan: HostPlan, wanted: Wanted, fact
   for (const path of Object.keys(plan.writeFiles)) out[path] = path === ledgerPath ? "record owners and original values" : "write";
   for (const path of plan.removeFiles) out[path] = "remove";
   return out;
+}
+
+const { host: hostField, port: portField } = proxySchema.shape;
+
+/**
+ * The host and port a stored connection reaches, with the schema's defaults applied: removing
+ * `port: 2222` moves the resource to port 22, which is another sshd (maybe another machine
+ * behind a NAT) whose ledger knows nothing of this resource. A value not known yet (preview)
+ * stays as the engine sent it, so it counts as a change.
+ */
+function addressOf(connection: Record<string, unknown> | undefined): [unknown, unknown] {
+  const host = hostField.safeParse(connection?.host);
+  const port = portField.safeParse(connection?.port ?? undefined);
+  return [host.success ? host.data : connection?.host, port.success ? port.data : connection?.port];
+}
+
+/**
+ * Whether the effective address changed. A connection unknown as a whole (one of its inputs, a
+ * credential maybe, isn't known in this preview) can't say; `pulumi up` diffs again once it is known.
+ */
+function addressChanged(olds: Record<string, unknown> | undefined, news: Record<string, unknown> | undefined): boolean {
+  if (typeof news !== "object" || news === null) return false;
+  const [oldHost, oldPort] = addressOf(olds);
+  const [newHost, newPort] = addressOf(news);
+  return oldHost !== newHost || oldPort !== newPort;
 }
 
 /** A dynamic provider for one resource type on the host engine. */
@@ -197,8 +223,7 @@ export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.Resourc
 
     async diff(_id, olds, news) {
       const replaces: string[] = [];
-      const hostChanged = (k: "host" | "port") => news.connection?.[k] !== undefined && news.connection[k] !== olds.connection?.[k];
-      if (hostChanged("host") || hostChanged("port")) replaces.push("connection");
+      if (addressChanged(olds.connection, news.connection)) replaces.push("connection");
       const settingsChanged = spec.settingFields.some((f) => JSON.stringify(news[f] ?? spec.defaults[f] ?? null) !== JSON.stringify(olds[f] ?? spec.defaults[f] ?? null));
       const connectionChanged = JSON.stringify(news.connection) !== JSON.stringify(olds.connection) || JSON.stringify(news.credentials) !== JSON.stringify(olds.credentials);
       const renamed = news.owner !== olds.owner || (news.scope !== undefined && olds.scope !== undefined && news.scope !== olds.scope);

@@ -21,9 +21,17 @@ export interface ModulePlan extends Wanted {
   holders: string[];
 }
 
-/** Whose ledger items need nf_conntrack loaded: conntrack sysctls, its parameters, raw-table and notrack rules. */
+/**
+ * Whose ledger items need nf_conntrack loaded: conntrack sysctls, its parameters, raw-table rules,
+ * and notrack rules with their untracked accepts in each spelling: iptables and firewalld direct
+ * rules (`-j CT --notrack`, `--ctstate UNTRACKED`), native nftables (`notrack`, `ct state untracked`).
+ */
 const needsConntrack = (item: string) =>
-  /^sysctl:net\.(netfilter\.nf|ipv4\.netfilter\.ip)_conntrack_/.test(item) || /^param:(nf|ip)_conntrack\./.test(item) || /^rule:v[46]:raw:/.test(item) || /CT --notrack|UNTRACKED/.test(item);
+  /^sysctl:net\.(netfilter\.nf|ipv4\.netfilter\.ip)_conntrack_/.test(item) ||
+  /^param:(nf|ip)_conntrack\./.test(item) ||
+  /^rule:v[46]:raw:/.test(item) ||
+  /CT --notrack|UNTRACKED/.test(item) ||
+  /^nft:.*(\bnotrack\b|\bct state\b)/.test(item);
 
 /** All loaded modules that hold any of `mods`, transitively, not counting `mods` themselves. */
 function holdersOf(mods: string[], k: KernelModuleFacts): string[] {

@@ -27,19 +27,19 @@ export function backendOf(facts: HostFacts): NotrackBackend {
  * answering, through the backend the host's firewall uses (one file per backend).
  */
 export function wantNotrackRule(settings: NotrackRuleSettings, facts: HostFacts, self?: { label: string }): Wanted {
-  const wanted = wantBackend(settings, facts);
+  const wanted = wantBackend(settings, facts, self);
   // The notrack target needs conntrack: another stack's KernelModuleSet may keep it out.
   const keepers = keptUnloadedBy(currentLedger(facts), "nf_conntrack");
   if (keepers.length > 0) wanted.blockers.push(`${keepers.join(", ")} keep${keepers.length > 1 ? "" : "s"} nf_conntrack unloaded on this host, which ${self?.label ?? "this NotrackRule"} needs (notrack rules work in it): destroy that KernelModuleSet (or set its state to "present") first`);
   return wanted;
 }
 
-function wantBackend(settings: NotrackRuleSettings, facts: HostFacts): Wanted {
+function wantBackend(settings: NotrackRuleSettings, facts: HostFacts, self?: { label: string }): Wanted {
   switch (backendOf(facts)) {
     case "nftables":
       return wantNftables(settings, facts);
     case "firewalld":
-      return wantFirewalld(settings, facts);
+      return wantFirewalld(settings, facts, self);
     default: // iptables, and iptables-services: the same rules, saved in /etc/sysconfig/iptables
       return wantIptables(settings, facts);
   }

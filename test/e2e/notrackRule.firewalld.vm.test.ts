@@ -6,7 +6,9 @@ import { holdConnections, installHelloServer, startHelloServer, trackedWhileHeld
 
 // NotrackRule on a host whose firewall is firewalld (Debian's package, nftables backend), through
 // the real pulumi CLI: the default zone (public) rejects what it doesn't know and allows SSH;
-// port 80 is not open. The rule opens it in the zone and adds the notrack as direct rules.
+// port 80 is not open. The rule adds the notrack as direct rules and opens nothing: port 80 stays
+// closed until the zone opens it, and then answers untracked (firewalld accepts what it opens in
+// any conntrack state).
 const vmName = "nft-firewalld";
 let vm: LabHost;
 let httpPort: number;
@@ -68,6 +70,10 @@ afterAll(async () => {
   }
 });
 
+const serverSide = { ports: [80], side: "server" };
+/** The zone, runtime and permanent (firewalldState's first two parts: `--list-all`). */
+const zoneOf = (state: string) => state.split("---").slice(0, 2);
+
 describe("NotrackRule on a firewalld host", () => {
   it("without the rule, port 80 is closed by the zone", async () => {
     const held = await holdConnections(httpPort, 2);
@@ -75,23 +81,40 @@ describe("NotrackRule on a firewalld host", () => {
     expect(held.ok).toBe(0);
   });
 
-  it("preview shows the zone port and the direct rules, changing nothing", async () => {
+  it("acceptUntracked: false is refused in preview while the zone doesn't open port 80, naming the zone", async () => {
+    await stack.setConfig({ notrack: { value: JSON.stringify({ ...serverSide, acceptUntracked: false }) } });
+    const error = await stack.preview().then(() => undefined, (err: Error) => err.message);
+    await stack.setConfig({ notrack: { value: JSON.stringify(serverSide) } });
+    expect(error).toMatch(/untracked ipv4 packets of port 80\/tcp would be rejected in zone public/);
+    expect(await firewalldState()).toBe(original);
+  });
+
+  it("preview shows the direct rules only, and says that port 80 stays closed, changing nothing", async () => {
     const t = Date.now();
     const { stdout, changes } = await stack.preview();
     console.log(`[figure] NotrackRule firewalld preview: ${Date.now() - t} ms`);
     expect(changes).toMatchObject({ create: 2 });
-    expect(stdout).toMatch(/firewall-cmd --zone=public --add-port=80\/tcp\s*: "absent → present"/);
     expect(stdout).toMatch(/firewall-cmd --direct --add-rule ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack\s*: "absent → present"/);
+    expect(stdout).not.toContain("--add-port");
+    expect(stdout).toContain("port 80/tcp isn't open to ipv4 in zone public");
     expect(await firewalldState()).toBe(original);
   });
 
-  it("up opens the port and adds the notrack, runtime and permanent; port 80 answers and nothing is tracked", async () => {
+  it("up adds the notrack, runtime and permanent, and nothing else: the zone is as found and port 80 stays closed", async () => {
     const t = Date.now();
     const { changes } = await stack.up();
     console.log(`[figure] NotrackRule firewalld up: ${Date.now() - t} ms`);
     expect(changes).toMatchObject({ create: 2 });
     expect(await sh("firewall-cmd --permanent --direct --get-all-rules")).toContain("ipv4 raw PREROUTING 0 -p tcp --dport 80 -j CT --notrack");
     expect(await rawRules()).toBe("1");
+    expect(zoneOf(await firewalldState())).toEqual(zoneOf(original));
+    const held = await holdConnections(httpPort, 2);
+    held.close();
+    expect(held.ok).toBe(0);
+  });
+
+  it("once the zone opens port 80 (by hand), it answers and nothing is tracked: firewalld accepts its untracked packets; up changes nothing", async () => {
+    await sh("firewall-cmd --quiet --zone=public --add-port=80/tcp && firewall-cmd --quiet --permanent --zone=public --add-port=80/tcp");
     const held = await trackedWhileHeld(sh, httpPort, 5);
     console.log(`[figure] firewalld host with NotrackRule: ${held.ok}/5 greeted from outside, ${held.tracked} tracked`);
     expect(held).toEqual({ ok: 5, tracked: 0 });
@@ -108,13 +131,11 @@ describe("NotrackRule on a firewalld host", () => {
     expect(await trackedWhileHeld(sh, httpPort, 3)).toEqual({ ok: 3, tracked: 0 });
   });
 
-  it("destroy leaves the zone and the direct rules as found, but for a port opened by hand since", async () => {
-    await sh("firewall-cmd --quiet --zone=public --add-port=8080/tcp && firewall-cmd --quiet --permanent --zone=public --add-port=8080/tcp");
+  it("destroy removes exactly its direct rules; the port opened by hand stays open", async () => {
     await stack.destroy();
     expect(await rawRules()).toBe("0");
-    const now = await firewalldState();
-    expect(now).toContain("ports: 8080/tcp");
-    await sh("firewall-cmd --quiet --zone=public --remove-port=8080/tcp && firewall-cmd --quiet --permanent --zone=public --remove-port=8080/tcp");
+    expect(await firewalldState()).toContain("ports: 80/tcp");
+    await sh("firewall-cmd --quiet --zone=public --remove-port=80/tcp && firewall-cmd --quiet --permanent --zone=public --remove-port=80/tcp");
     const afterHand = await firewalldState();
     console.log(`[figure] firewalld files after destroy:\n${afterHand.split("---").pop()}\nbefore:\n${original.split("---").pop()}`);
     expect(afterHand.split("---").slice(0, 4)).toEqual(original.split("---").slice(0, 4));

@@ -34,4 +34,18 @@ describe("splitting a connection", () => {
     expect((await valueOf(fourth.credentials)).privateKey).toBe("KEY-TEXT");
     expect(await (fourth.credentials as unknown as { isSecret: Promise<boolean> }).isSecret).toBe(true);
   });
+  it("sends nested secrets (sudo's password, the bastion's key and password, given as outputs) to the secret credentials only", async () => {
+    const connection = {
+      host: "10.0.0.1",
+      user: "ops",
+      sudo: { password: pulumi.secret("SUDO-PASSWORD") },
+      proxy: { host: pulumi.output("bastion"), user: "jump", privateKey: pulumi.secret("PROXY-KEY"), password: pulumi.output("PROXY-PASSWORD") },
+    };
+    const { connection: shown, credentials } = splitConnection(connection);
+    const publicHalf = await valueOf(shown);
+    expect(publicHalf).toEqual({ host: "10.0.0.1", user: "ops", sudo: true, proxy: { host: "bastion", user: "jump" } });
+    expect(await (shown as unknown as { isSecret: Promise<boolean> }).isSecret).toBe(false);
+    expect(await valueOf(credentials)).toMatchObject({ sudoPassword: "SUDO-PASSWORD", proxy: { privateKey: "PROXY-KEY", password: "PROXY-PASSWORD" } });
+    expect(await (credentials as unknown as { isSecret: Promise<boolean> }).isSecret).toBe(true);
+  });
 });

@@ -11,7 +11,11 @@ import { conntrackLimitsKind } from "../../provider/conntrackLimits/provider";
 import { kernelModuleSetKind } from "../../provider/kernelModuleSet/provider";
 import { kernelModuleSetIntents, wantKernelModuleSet } from "../../provider/kernelModuleSet/plan";
 import { resolveModule } from "../../provider/kernelModuleSet/resolve";
-import { facts } from "./helpers";
+import { nftablesReader } from "../../provider/facts/nftables";
+import { notrackRuleKind } from "../../provider/notrackRule/provider";
+import { wantNotrackRule } from "../../provider/notrackRule/plan";
+import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
+import { facts, fixture } from "./helpers";
 
 // Captured on the lab VM (Debian 12, 6.1.0-50-cloud-amd64, iptables-nft): the seed's host with
 // `-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT` and nf_conntrack_netbios_ns loaded,
@@ -223,6 +227,19 @@ describe("KernelModuleSet absent", () => {
       "other/prod/ConntrackLimits/limits manages sysctl:net.netfilter.nf_conntrack_max, which need nf_conntrack: destroy it first, or keep nf_conntrack",
     ]);
     expect(want({ modules: ["nf_conntrack_netbios_ns"] }, withLedger).blockers).toEqual([]);
+  });
+
+  it("refuses nf_conntrack while another stack's NotrackRule keeps native nftables notrack rules on the host", () => {
+    // The ledger a NotrackRule's first apply writes on a native nftables host (its planner's own items).
+    const f = rulesGone();
+    const nftables = nftablesReader.parse([`ruleset ${Buffer.from(fixture("nftables/seed.json")).toString("base64")}`]);
+    const nftHost: HostFacts = { ...f, iptables: { ...f.iptables, nftablesService: true }, nftables };
+    const notrackLabel = "other/prod/NotrackRule/web";
+    const notrack = wantNotrackRule(notrackRuleSettingsSchema.parse({ ports: [80], side: "server" }), nftHost);
+    expect(Object.keys(notrack.claims).every((k) => k.startsWith("nft:"))).toBe(true);
+    const written = planHost({ owner: "web#1", labels: [notrackLabel], claims: claimsOf(notrack, notrackLabel), facts: nftHost, backends: notrackRuleKind.backends }).writeFiles[ledgerPath];
+    const withLedger = { ...nftHost, files: { ...nftHost.files, [ledgerPath]: written } };
+    expect(want({ modules: ["nf_conntrack"], force: true }, withLedger).blockers).toContainEqual(expect.stringMatching(/^other\/prod\/NotrackRule\/web manages nft:inet:.*notrack.*, which need nf_conntrack: destroy it first, or keep nf_conntrack$/));
   });
 
   it("declares what it removes, so a ConntrackLimits in the same program is refused naming both", () => {

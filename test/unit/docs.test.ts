@@ -1,0 +1,64 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { connectionSchema } from "../../sdk/connection";
+import { conntrackLimitsSettingsSchema, timeoutKernelSuffix } from "../../sdk/conntrackLimits.schema";
+import { firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
+import { kernelModuleSetSettingsSchema } from "../../sdk/kernelModuleSet.schema";
+import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
+import { argumentTables, mismatches, shapeOf } from "./docsTables";
+import { codeMessages, quotedMessages, unprintable } from "./docsMessages";
+
+const root = resolve(import.meta.dirname, "..", "..");
+const read = (path: string) => readFileSync(join(root, path), "utf8");
+const api = read("docs/api.md");
+
+/** Each section of docs/api.md with an argument table, and the schema that validates it. */
+const schemas = {
+  Connection: connectionSchema,
+  ConntrackLimits: conntrackLimitsSettingsSchema,
+  NotrackRule: notrackRuleSettingsSchema,
+  FirewallState: firewallStateSettingsSchema,
+  KernelModuleSet: kernelModuleSetSettingsSchema,
+};
+
+describe("docs/api.md's export table", () => {
+  it("names every export of the package root, and nothing else", () => {
+    const exported = [...read("sdk/index.ts").matchAll(/^export (?:type )?\{([^}]+)\}/gm)].flatMap((m) => m[1].split(",").map((n) => n.trim()));
+    const table = api.slice(api.indexOf("| export | kind |"), api.indexOf("## Connection"));
+    const documented = [...table.matchAll(/^\| (.+?) \|/gm)].flatMap((m) => [...m[1].matchAll(/`(\w+)`/g)].map((n) => n[1]));
+    expect(documented.sort()).toEqual(exported.sort());
+  });
+});
+
+describe("docs/api.md's argument tables agree with the zod schemas", () => {
+  const rows = argumentTables(api).filter((r) => r.name !== "connection");
+
+  it("documents every field of every schema, and no field a schema lacks", () => {
+    for (const [section, schema] of Object.entries(schemas)) {
+      const documented = rows.filter((r) => r.section === section).map((r) => r.name).sort();
+      expect(documented, section).toEqual(Object.keys(shapeOf(schema)).sort());
+    }
+  });
+
+  it("states each default, limit and allowed value as the schema has it", () => {
+    const wrong = rows.flatMap((row) => mismatches(row, shapeOf(schemas[row.section as keyof typeof schemas])[row.name]));
+    expect(wrong).toEqual([]);
+  });
+
+  it("names every timeout the schema takes, with its kernel key", () => {
+    const timeoutRows = [...api.matchAll(/^\| `(\w+)` \| `(\w+)` \| \d+ \|$/gm)].map((m) => [m[1], m[2]]);
+    expect(Object.fromEntries(timeoutRows)).toEqual(timeoutKernelSuffix);
+  });
+});
+
+describe("every message the docs quote is one the code can print", () => {
+  const corpus = codeMessages(root);
+  for (const doc of ["docs/api.md", "docs/troubleshooting.md"]) {
+    it(doc, () => {
+      const quotes = quotedMessages(read(doc));
+      expect(quotes.length).toBeGreaterThan(0);
+      expect(quotes.filter((q) => unprintable(q, corpus))).toEqual([]);
+    }, 60_000);
+  }
+});
