@@ -159,17 +159,18 @@ export async function guardedApply(target: HostTarget, what: string, steps: Step
   const { state, log } = await guardState(target, dir);
   if (state === "disarmed") return disarmed();
   // What the host did, from its own record when a new connection could read it.
-  const putBack = `the host put back its rules and files by itself ${seconds} s after the apply` + (state === "fired" ? ` (${revertReport(log)})` : " (its record of the revert can't be read yet)");
-  if (result.gotIn || result.refused) {
-    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash),
-    // or the host answered and refused it.
-    const why = result.refused ? `the host refused the new SSH connection that was to disarm the lockout guard (${result.refused.layer}: ${result.why})` : `a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why})`;
-    throw new HostError(target.label, result.refused?.layer ?? "disconnected", `${what}: ${why}; ${putBack}, as it does when nobody disarms it`, result.refused?.fix ?? "run pulumi up again");
+  const record = state === "fired" ? revertReport(log) : "its record of the revert can't be read yet";
+  if (result.refused) {
+    throw new HostError(target.label, result.refused.layer, `${what}: the host refused the new SSH connection that was to disarm the lockout guard (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply (${record}), as it does when nobody disarms it`, result.refused.fix);
+  }
+  if (result.gotIn) {
+    // SSH wasn't cut: the disarm's own connection broke under it (a network blip, an sshd crash).
+    throw new HostError(target.label, "disconnected", `${what}: a new SSH connection got in to disarm the lockout guard but broke before it could (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply (${record}), as it does when nobody disarms it`, "run pulumi up again");
   }
   throw new HostError(
     target.label,
     "lockout",
-    `${what} cut new SSH connections to the host (${result.why}); ${putBack}` + (state === "fired" ? ", and SSH answers again" : ", but SSH still doesn't answer"),
+    `${what} cut new SSH connections to the host (${result.why}); the host put back its rules and files by itself ${seconds} s after the apply (${record})` + (state === "fired" ? ", and SSH answers again" : ", but SSH still doesn't answer"),
     "the plan missed a rule that keeps SSH open (e.g. an accept in a chain of your own); accept the port's untracked packets yourself, then run pulumi up again",
   );
 }
