@@ -32,6 +32,12 @@ cp examples/local-host/Pulumi.yaml examples/local-host/package.json examples/loc
 ln -sfn "$repo/node_modules" "$program/node_modules"
 cd "$program"
 
+# A stack left by a `down` that failed half way describes a VM that is gone (a new one has a new
+# host key): forget it, so this run starts over instead of failing on it.
+if ! bash "$repo/lab/vm/vm.sh" info demo >/dev/null 2>&1 && pulumi stack select "$stack" >/dev/null 2>&1; then
+  echo "== forgetting the stack of an earlier demo whose VM is gone"
+  pulumi stack rm --force --yes "$stack" >/dev/null
+fi
 host_json="$(bash "$repo/lab/vm/vm.sh" boot demo | tail -n 1)"
 field() { node -e 'const h = JSON.parse(process.argv[1]); process.stdout.write(String(h[process.argv[2]]))' "$host_json" "$1"; }
 pulumi stack select --create "$stack" >/dev/null

@@ -7,7 +7,11 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup.sh
 source scripts/env.sh
-# Leftovers of a crashed earlier run (found by their own names and pid files) go first.
+# The tests' hosts and VMs live in a lab directory of their own, so the run stops only what test
+# runs started: a demo VM (scripts/demo.sh, in the default lab directory) or another checkout's
+# lab keeps running. Leftovers of this lab's own crashed runs (found by their names and pid files
+# under it) go first.
+export PULUMI_CONNTRACK_LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab-tests}"
 bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
 bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
 # Tests are type-checked too (vitest itself only strips types), and the API reference must build

@@ -5,7 +5,7 @@
 #   hosts.sh up N [PREFIX]     create hosts PREFIX-h1..PREFIX-hN (N 1..500, PREFIX default "pcl");
 #                              prints the path of hosts.json as the last stdout line
 #   hosts.sh down [PREFIX]     stop and remove them (also cleans up after a crashed run)
-#   hosts.sh down --all        the same for every prefix this lab left behind
+#   hosts.sh down --all        the same for every prefix this lab directory left behind
 #   hosts.sh exec NAME CMD...  run CMD on host NAME over ssh (ssh joins CMD's words with spaces)
 #
 # State lives in ${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab}/netns/PREFIX/. The client
@@ -290,7 +290,8 @@ all_prefixes() {
       d="${d##*/}"
       [[ "$d" =~ ^[a-z0-9]{1,8}$ ]] && echo "$d"
     done
-    our_root_links | awk '{ print $2 }'
+    # Only what this lab directory knows: another lab's hosts (their veths carry the same MAC
+    # marker) are not ours to stop. A prefix's own leftovers go with its next `up` or `down`.
     ere_quote "$NS_DIR"
     grep -ahoE -- "$ERE_Q/[a-z0-9]{1,8}/h[0-9]+/sshd/sshd_config" \
       /proc/[0-9]*/cmdline 2>/dev/null | sed "s|^$NS_DIR/||; s|/.*||" || true
