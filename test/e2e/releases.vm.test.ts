@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, type DebianRelease } from "../lab/vm";
-import { pulumiCli, testStack, type TestStack } from "./harness";
+import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
 // systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
@@ -43,16 +43,7 @@ describe.each(releases)("Debian %s", (release) => {
     vm = await bootVm(vmName, release);
   });
 
-  afterAll(async () => {
-    try {
-      for (const s of stacks.reverse()) {
-        await s.destroy().catch(() => undefined);
-        await s.dispose();
-      }
-    } finally {
-      await destroyVm(vmName);
-    }
-  });
+  afterAll(() => disposeStacks(stacks.reverse(), () => destroyVm(vmName)));
 
   it("is the release it says", async () => {
     const expected = { bullseye: "11", bookworm: "12", trixie: "13" }[release];
