@@ -36,16 +36,18 @@ const builtins: Record<string, string[]> = {
 export function tablesOf(save: string): Table[] {
   const tables: Table[] = [];
   let table: Table | undefined;
+  let chains = new Map<string, Chain>();
   for (const raw of save.split("\n")) {
     const line = raw.trim();
-    if (line.startsWith("*")) tables.push((table = { name: line.slice(1), chains: [] }));
-    else if (line.startsWith(":") && table) {
+    if (line.startsWith("*")) {
+      tables.push((table = { name: line.slice(1), chains: [] }));
+      chains = new Map();
+    } else if (line.startsWith(":") && table) {
       const [name, policy] = line.slice(1).split(" ");
-      if (!table.chains.some((c) => c.name === name)) table.chains.push({ name, policy, rules: [] });
+      if (!chains.has(name)) table.chains.push(chains.set(name, { name, policy, rules: [] }).get(name)!);
     } else if (line.startsWith("-A ") && table) {
       const rule = parseRule(table.name, line);
-      const chain = rule && table.chains.find((c) => c.name === rule.chain);
-      if (rule && chain) chain.rules.push(rule);
+      if (rule) chains.get(rule.chain)?.rules.push(rule);
     }
   }
   return tables;
@@ -72,22 +74,28 @@ export function flushTables(save: string, names: string[]): string {
 
 const isBuiltin = (c: Chain) => c.policy !== "-";
 
-/** The rule's identity for "is this line there?", computed once per rule. */
-const keys = new WeakMap<Rule, string>();
+/** The rule's identity for "is this line there?", computed once per line text (a big ruleset is parsed several times per plan). */
+const keys = new Map<string, string>();
 function keyOf(r: Rule): string {
-  let k = keys.get(r);
-  if (k === undefined) keys.set(r, (k = lineKey(r.text)));
+  let k = keys.get(r.text);
+  if (k === undefined) {
+    if (keys.size > 200_000) keys.clear();
+    keys.set(r.text, (k = lineKey(r.text)));
+  }
   return k;
 }
 
 export class RulesetEdit {
   private readonly tables: Table[];
+  /** "table chain" → the chain: lookups stay cheap on hosts with thousands of chains (kube-proxy). */
+  private readonly index = new Map<string, Chain>();
   private readonly lines = new Map<string, string[]>();
   /** The chains created and the rules inserted so far, in order. */
   readonly added: Array<{ table: string; chain: string; rule?: Rule }> = [];
 
   constructor(save: string) {
     this.tables = tablesOf(save);
+    for (const t of this.tables) for (const c of t.chains) this.index.set(`${t.name} ${c.name}`, c);
   }
 
   /** The tables, each chain's rules in order, as the host holds them after the lines so far. */
@@ -96,22 +104,29 @@ export class RulesetEdit {
   }
 
   chain(table: string, name: string): Chain | undefined {
-    return this.tables.find((t) => t.name === table)?.chains.find((c) => c.name === name);
+    return this.index.get(`${table} ${name}`);
   }
 
   /** A table the host doesn't have yet comes with its built-in chains (iptables-restore creates them so). */
   private table(name: string): Table {
     let t = this.tables.find((x) => x.name === name);
-    if (!t) this.tables.push((t = { name, chains: (builtins[name] ?? []).map((c) => ({ name: c, policy: "ACCEPT", rules: [] })) }));
+    if (!t) {
+      this.tables.push((t = { name, chains: (builtins[name] ?? []).map((c) => ({ name: c, policy: "ACCEPT", rules: [] })) }));
+      for (const c of t.chains) this.index.set(`${name} ${c.name}`, c);
+    }
     return t;
   }
 
   private write(table: string, line: string): void {
-    this.lines.set(table, [...(this.lines.get(table) ?? []), line]);
+    const lines = this.lines.get(table);
+    if (lines) lines.push(line);
+    else this.lines.set(table, [line]);
   }
 
   newChain(table: string, name: string): void {
-    this.table(table).chains.push({ name, policy: "-", rules: [] });
+    const chain = { name, policy: "-", rules: [] };
+    this.table(table).chains.push(chain);
+    this.index.set(`${table} ${name}`, chain);
     this.added.push({ table, chain: name });
     this.write(table, `-N ${name}`);
   }
@@ -119,11 +134,13 @@ export class RulesetEdit {
   deleteChain(table: string, name: string): void {
     const t = this.table(table);
     t.chains = t.chains.filter((c) => c.name !== name);
+    this.index.delete(`${table} ${name}`);
     this.write(table, `-X ${name}`);
   }
 
   setPolicy(table: string, name: string, policy: string): void {
-    const chain = this.table(table).chains.find((c) => c.name === name);
+    this.table(table);
+    const chain = this.chain(table, name);
     if (!chain || !isBuiltin(chain) || chain.policy === policy) return;
     chain.policy = policy;
     this.write(table, `:${name} ${policy} [0:0]`);
@@ -208,14 +225,19 @@ export function putBack(edit: RulesetEdit, reference: string, party: Party, opti
       const current = edit.chain(table.name, chain.name);
       if (!current) continue;
       const matched = new Set<Rule>();
+      // How many of the chain's rules with each key are still unmatched: a missing rule is known at once.
+      const unmatched = new Map<string, number>();
+      for (const c of current.rules) unmatched.set(keyOf(c), (unmatched.get(keyOf(c)) ?? 0) + 1);
       let at = 0;
       for (const r of chain.rules) {
         const k = keyOf(r);
-        const free = (c: Rule) => !matched.has(c) && keyOf(c) === k;
-        let j = current.rules.findIndex((c, i) => i >= at && free(c));
-        if (j < 0) j = current.rules.findIndex(free);
-        if (j >= 0) {
+        if ((unmatched.get(k) ?? 0) > 0) {
+          const free = (i: number) => !matched.has(current.rules[i]) && keyOf(current.rules[i]) === k;
+          let j = at;
+          while (j < current.rules.length && !free(j)) j++;
+          if (j === current.rules.length) for (j = 0; !free(j); j++);
           matched.add(current.rules[j]);
+          unmatched.set(k, unmatched.get(k)! - 1);
           if (j >= at) at = j + 1;
         } else if (party.rule(r)) {
           matched.add(edit.insert(table.name, chain.name, at++, r));
