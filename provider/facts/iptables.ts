@@ -19,6 +19,12 @@ export interface IptablesFacts {
   firewalld: boolean;
   nftablesService: boolean;
   iptablesServices: boolean;
+  /**
+   * The tables /proc/net/ip_tables_names and ip6_tables_names list (none where the files don't
+   * exist): those RHEL's iptables.init flushes when its unit stops, whatever backend `iptables`
+   * drives. Absent in facts built by hand (tests): none.
+   */
+  legacyTables?: { v4: string[]; v6: string[] };
 }
 
 export const iptablesReader: FactReader<IptablesFacts> = {
@@ -44,12 +50,14 @@ fi
 systemctl is-active --quiet firewalld 2>/dev/null && echo "firewalld"
 systemctl is-enabled --quiet nftables 2>/dev/null && echo "nftables-service"
 [ -f /etc/sysconfig/iptables ] && echo "iptables-services"
+for v in ip ip6; do [ -r /proc/net/\${v}_tables_names ] && echo "tables-names-$v $(tr '\\n' ' ' < /proc/net/\${v}_tables_names)"; done
 true
 `,
   parse(lines) {
     const field = (name: string) => lines.find((l) => l === name || l.startsWith(`${name} `))?.slice(name.length + 1);
     const decode = (b64?: string) => (b64 ? Buffer.from(b64, "base64").toString("utf8") : "");
     const backend = field("backend");
+    const names = (list?: string) => (list ?? "").split(" ").filter((n) => n !== "");
     return {
       backend: backend === "nft" || backend === "legacy" ? backend : "none",
       otherBackendRules: lines.includes("other-rules"),
@@ -59,6 +67,7 @@ true
       firewalld: lines.includes("firewalld"),
       nftablesService: lines.includes("nftables-service"),
       iptablesServices: lines.includes("iptables-services"),
+      legacyTables: { v4: names(field("tables-names-ip")), v6: names(field("tables-names-ip6")) },
     };
   },
 };

@@ -154,3 +154,50 @@ export function portWithin(spec: string | undefined, p: string): boolean {
   const [a, b = a] = p.split(":").map(Number);
   return a >= lo && b <= hi;
 }
+
+/** The long spellings of options iptables-save prints short. */
+const shortOption: Record<string, string> = {
+  "--source": "-s", "--src": "-s", "--destination": "-d", "--dst": "-d", "--in-interface": "-i", "--out-interface": "-o",
+  "--protocol": "-p", "--jump": "-j", "--goto": "-g", "--match": "-m", "--source-port": "--sport", "--destination-port": "--dport",
+};
+/** The options iptables-save prints first, in its order, whatever order a file wrote them in. */
+const leading = ["-s", "-d", "-i", "-o", "-p"];
+
+/**
+ * A rule's arguments (after `-A CHAIN`) in the one spelling iptables-save prints them: what tells
+ * whether a rule a file loads is the same line as one iptables-save printed, exactly (comments,
+ * negations and targets count, unlike `key`). Covers what hand-written files differ in: long
+ * options, the order of -s/-d/-i/-o/-p, a host address without /32 (or /128), `-m tcp` implied
+ * by `-p tcp`, `-p all` and `-s 0.0.0.0/0` spelt out.
+ */
+export function lineKey(args: string): string {
+  const w = words(args).map((x) => shortOption[x] ?? x);
+  const first: Record<string, string[]> = {};
+  const rest: string[] = [];
+  let inTarget = false;
+  for (let i = 0; i < w.length; i++) {
+    if (w[i] === "-j" || w[i] === "-g") inTarget = true;
+    const negated = w[i] === "!" && leading.includes(w[i + 1]);
+    const option = negated ? w[i + 1] : w[i];
+    if (inTarget || !leading.includes(option)) {
+      rest.push(w[i]);
+      continue;
+    }
+    let value = w[i + (negated ? 2 : 1)] ?? "";
+    i += negated ? 2 : 1;
+    if (option === "-p") value = value.toLowerCase();
+    if ((option === "-s" || option === "-d") && !value.includes("/")) value += value.includes(":") ? "/128" : "/32";
+    if (!negated && ((option === "-p" && value === "all") || value === "0.0.0.0/0" || value === "::/0")) continue;
+    first[option] = negated ? ["!", option, value] : [option, value];
+  }
+  const proto = first["-p"]?.[first["-p"].length - 1];
+  const matches = rest.filter((x, i) => !(x === "-m" && rest[i + 1] === proto) && !(i > 0 && rest[i - 1] === "-m" && x === proto));
+  return [...leading.flatMap((o) => first[o] ?? []), ...matches].join(" ");
+}
+
+/** The chain a rule jumps or goes to (`-j CHAIN`, `-g CHAIN`), or its target's name. */
+export function jumpTarget(args: string): string | undefined {
+  const w = words(args);
+  const at = w.findIndex((x) => x === "-j" || x === "--jump" || x === "-g" || x === "--goto");
+  return at < 0 ? undefined : w[at + 1];
+}

@@ -4,7 +4,7 @@ import type { Intents } from "../engine/hostIntents";
 import type { Wanted } from "../engine/transaction";
 import type { FirewallUnit } from "../facts/firewalls";
 import type { HostFacts } from "../facts/host";
-import { canonicalUnit, iptablesFamiliesOf, installedUnits, runningState, wouldLose } from "../facts/firewallRules";
+import { canonicalUnit, iptablesFamiliesOf, installedUnits, reloadedFile, runningState, wipedByUnit, wouldLose } from "../facts/firewallRules";
 
 /** The facts FirewallState reads (besides the engine's own: system and files). */
 export const firewallStateFacts = ["firewalls", "iptables"] as const;
@@ -47,10 +47,32 @@ function ruleOwners(facts: HostFacts, persistedOnly: boolean): string[] {
   return [...labels].sort();
 }
 
+/** What the unit's own start or stop does that takes other tools' rules (the host's doing, not ours). */
+function ownDoing(unit: FirewallUnit, facts: HostFacts, action: "start" | "stop"): string {
+  if (unit === "nftables") return `runs /etc/nftables.conf, whose "flush ruleset" removes every iptables-nft rule`;
+  if (action === "stop") return `runs iptables.init's stop, which flushes every table`;
+  const files = iptablesFamiliesOf(unit).map((f) => reloadedFile(unit, f)).filter((p): p is string => p !== undefined && facts.files[p] !== undefined);
+  return `reloads ${files.join(" and ")} with a plain iptables-restore, which replaces every table ${files.length > 1 ? "they name" : "it names"}`;
+}
+
+/**
+ * A warning when the unit's own start (netfilter-persistent's reload, ...) or stop (RHEL's flush)
+ * would take other tools' rules live now, naming their chains. We put them back right after, at
+ * their places, in the same apply (engine/serviceItems.ts says why); the warning says that the host
+ * itself removes them for a moment, and what a start by hand, outside pulumi, does to them.
+ */
+function wipeWarning(unit: FirewallUnit, facts: HostFacts, action: "start" | "stop"): string[] {
+  const wiped = wipedByUnit(unit, facts, action);
+  if (wiped.length === 0) return [];
+  const chains = wiped.map((w) => `${w.tool}: ${w.chains.join(", ")}`).join("; ");
+  return [`${action === "start" ? "starting" : "stopping"} ${unit} ${ownDoing(unit, facts, action)}, and with it the rules of other tools in these chains (${chains}); pulumi-conntrack puts them back right after, line by line, as they were just before (a systemctl ${action} by hand would leave them gone)`];
+}
+
 /**
  * The pure heart of FirewallState: the running and enabled items of the unit, and what stops it.
- * Stopping a firewall whose rules NAT, forward or belong to other tools is refused unless `force`,
- * listing each rule that would go.
+ * Stopping a firewall whose own rules NAT or forward is refused unless `force`, listing each rule
+ * that would go; other tools' rules stay (a stop takes out the service's own lines only), except
+ * where the service's own stop flushes everything (nftables, ufw's chains).
  */
 export function wantFirewallState(settings: FirewallStateSettings, facts: HostFacts): Wanted {
   const blockers: string[] = [];
@@ -80,6 +102,7 @@ export function wantFirewallState(settings: FirewallStateSettings, facts: HostFa
       if (settings.force) warnings.push(`stopping ${unit} removes (force is set):\n${list}`);
       else blockers.push(`stopping ${unit} would remove rules this host may rely on:\n${list}\nremove or move them first, or set force: true`);
     }
+    warnings.push(...wipeWarning(unit, facts, "stop"));
   }
   // Across stacks: NotrackRules of other programs keep their rules in this firewall.
   if (iptablesFamiliesOf(unit).length > 0 && !settings.force) {
@@ -90,6 +113,7 @@ export function wantFirewallState(settings: FirewallStateSettings, facts: HostFa
   }
   if (settings.running && runningState(unit, facts) === "stopped") {
     warnings.push(`starting ${unit} applies its rules: if they don't accept SSH, the change is reverted by itself unless a new SSH connection succeeds`);
+    warnings.push(...wipeWarning(unit, facts, "start"));
   }
   return { claims, warnings, blockers, prepare: [] };
 }

@@ -7,7 +7,7 @@ import { liveValue } from "../../provider/engine/items";
 import { revertSteps } from "../../provider/engine/lockoutGuard";
 import { ledgerPath, renderLedger } from "../../provider/engine/ledger";
 import { planHost } from "../../provider/engine/plan";
-import { flushInput, nftReplaceInput, serviceEnabled, serviceRunning } from "../../provider/engine/serviceItems";
+import { nftReplaceInput, serviceEnabled, serviceRunning } from "../../provider/engine/serviceItems";
 import { claimsOf } from "../../provider/engine/transaction";
 import { firewallItemDisplay, firewallStateKind } from "../../provider/firewallState/provider";
 import { firewallStateIntents, resolveAuto, wantFirewallState } from "../../provider/firewallState/plan";
@@ -115,10 +115,13 @@ describe("FirewallState planner", () => {
     expect(want({ ...stop, running: true }, f).blockers).toEqual([]);
   });
 
-  it("names Docker's rules and forwarding among what a stop would lose", () => {
-    const [blocker] = want(stop, host("debian12-default", docker)).blockers;
-    expect(blocker).toContain("iptables -t filter -A FORWARD -j DOCKER-USER (Docker)");
-    expect(blocker).toContain("iptables -t filter -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT (Docker)");
+  it("Docker's rules and forwarding don't block a stop: it takes out the service's own lines only (firewallNeighbours.test.ts)", () => {
+    expect(want(stop, host("debian12-default", docker)).blockers).toEqual([]);
+    // A forwarding rule of the service's own still does.
+    const forwarding = docker.replace("-A DOCKER-USER -j RETURN", "-A DOCKER-USER -j RETURN\n-A FORWARD -s 10.99.0.0/24 -j ACCEPT");
+    expect(want(stop, host("debian12-default", forwarding)).blockers).toEqual([
+      "stopping netfilter-persistent would remove rules this host may rely on:\n  iptables -t filter -A FORWARD -s 10.99.0.0/24 -j ACCEPT (forwarding)\nremove or move them first, or set force: true",
+    ]);
   });
 
   it('"auto" finds the firewall that runs, says so, and asks to name one when it can\'t tell', () => {
@@ -175,26 +178,29 @@ describe("service items", () => {
   const f = host("debian12-default", dropPort80);
   const names = (steps: Array<{ name: string }>) => steps.map((s) => s.name);
 
-  it("a stop saves the live rules, stops the unit and flushes what it leaves loaded", () => {
-    const steps = serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], f);
+  it("a stop saves the live rules, takes out the service's own lines and stops the unit", () => {
+    const steps = serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], host("debian12-default", withNat));
     expect(names(steps)).toEqual([
       "create /var/lib/pulumi-conntrack", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "chmod /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4",
+      "take out the iptables rules of netfilter-persistent line by line, other tools' rules left in place",
       "stop netfilter-persistent.service",
-      "flush the iptables rules netfilter-persistent loaded",
     ]);
-    expect(flushInput(withNat)).toBe("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
+    const input = "*filter\n-D INPUT -p tcp -m tcp --dport 80 -j DROP\nCOMMIT\n*nat\n-D POSTROUTING -s 10.99.0.0/24 -j MASQUERADE\nCOMMIT\n";
+    expect(steps[4].shell).toBe(`printf %s ${Buffer.from(input).toString("base64")} | base64 -d | iptables-restore -w 30 --noflush`);
   });
 
-  it("a start puts back the rules a stop saved, then forgets them", () => {
-    const saved = { ...f, files: { ...f.files, "/var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4": dropPort80 } };
+  it("a start puts back the rules a stop saved that aren't live, then forgets them", () => {
+    const saved = { ...f, iptables: { ...f.iptables, v4: emptied }, files: { ...f.files, "/var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4": dropPort80 } };
     const steps = serviceRunning.set([{ name: "netfilter-persistent", to: "running" }], saved);
-    expect(names(steps)).toEqual(["start netfilter-persistent.service", "restore the iptables rules netfilter-persistent had", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4"]);
-    expect(steps[1].shell).toContain(Buffer.from(dropPort80).toString("base64"));
+    expect(names(steps)).toEqual(["start netfilter-persistent.service", "put back line by line the iptables rules netfilter-persistent had and other tools' rules its start removed", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4"]);
+    expect(steps[1].shell).toContain(Buffer.from("*filter\n-I INPUT 1 -p tcp -m tcp --dport 80 -j DROP\nCOMMIT\n").toString("base64"));
+    // Already live (someone started it by hand): nothing to put back.
+    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "running" }], { ...saved, iptables: f.iptables }))).not.toContain("put back line by line the iptables rules netfilter-persistent had and other tools' rules its start removed");
   });
 
   it("the lockout guard puts each changed unit back as found: netfilter-persistent running with its rules, firewalld stopped", () => {
     expect(names(serviceRunning.revert(f, ["netfilter-persistent", "firewalld"]))).toEqual([
-      "start netfilter-persistent.service", "restore the iptables rules netfilter-persistent had",
+      "start netfilter-persistent.service", "put back line by line the iptables rules netfilter-persistent had and other tools' rules its start removed",
       "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v6", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.nft",
       "stop firewalld.service", "remove /var/lib/pulumi-conntrack/firewall-firewalld.nft",
     ]);
@@ -202,12 +208,12 @@ describe("service items", () => {
     expect(names(serviceEnabled.set([{ name: "firewalld", to: "enabled" }], f))).toEqual(["enable firewalld.service"]);
   });
 
-  it("every FirewallState change runs under the lockout guard, whose revert starts the firewall with its rules again", () => {
+  it("every FirewallState change runs under the lockout guard, whose revert starts the firewall and puts its rules back", () => {
     const plan = planHost({ owner: "o", claims: claimsOf(want(stop, f), "p/s/FirewallState/fw"), facts: f, backends: [] });
     const revert = names(revertSteps(f, plan) ?? []);
     expect(revert).toContain("enable netfilter-persistent.service");
     expect(revert).toContain("start netfilter-persistent.service");
-    expect(revert).toContain("restore the iptables rules netfilter-persistent had");
+    expect(revert).toContain("put back line by line the iptables rules netfilter-persistent had and other tools' rules its start removed");
     expect(revert).toContain(`remove ${ledgerPath}`);
   });
 
@@ -231,6 +237,6 @@ describe("the copy a stop keeps", () => {
   it("a later stop (started by hand since) keeps the first copy: destroy restores what was there before the first owner", () => {
     const ledger = { format: 1 as const, items: { "service-running:netfilter-persistent": { original: "running", owners: { o: { value: "stopped", persist: false, label: "p/s/FirewallState/fw" } } } } };
     const again = { ...stale, files: { ...stale.files, [ledgerPath]: renderLedger(ledger) } };
-    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], again))).toEqual(["stop netfilter-persistent.service", "flush the iptables rules netfilter-persistent loaded"]);
+    expect(names(serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], again))).toEqual(["take out the iptables rules of netfilter-persistent line by line, other tools' rules left in place", "stop netfilter-persistent.service"]);
   });
 });
