@@ -37,12 +37,12 @@ function unitFor(settings: FirewallStateSettings, facts: HostFacts): { unit?: Fi
   return unit ? { unit, note: `service "auto" is ${unit} on this host: ${why}` } : { why: `service "auto": ${why}` };
 }
 
-/** Owners in the ledger of iptables rules that a service restores at boot (NotrackRules persisting through it). */
-function ruleOwners(facts: HostFacts, persistedOnly: boolean): string[] {
+/** Owners in the ledger of iptables rules persisted through a service that restores them at boot (NotrackRules). */
+function ruleOwners(facts: HostFacts): string[] {
   const labels = new Set<string>();
   for (const [key, item] of Object.entries(currentLedger(facts).items)) {
     if (!key.startsWith("rule:")) continue;
-    for (const c of Object.values(item.owners)) if (!persistedOnly || c.persist) labels.add(c.label);
+    for (const c of Object.values(item.owners)) if (c.persist) labels.add(c.label);
   }
   return [...labels].sort();
 }
@@ -104,12 +104,12 @@ export function wantFirewallState(settings: FirewallStateSettings, facts: HostFa
     }
     warnings.push(...wipeWarning(unit, facts, "stop"));
   }
-  // Across stacks: NotrackRules of other programs keep their rules in this firewall.
-  if (iptablesFamiliesOf(unit).length > 0 && !settings.force) {
-    const flushed = stopping ? ruleOwners(facts, false) : [];
-    const unpersisted = !settings.enabled && unit === "netfilter-persistent" ? ruleOwners(facts, true) : [];
-    const owners = [...new Set([...flushed, ...unpersisted])];
-    if (owners.length > 0) blockers.push(`${owners.join(", ")} ${owners.length > 1 ? "keep their" : "keeps its"} rules in ${unit}, which this FirewallState ${stopping ? "stops" : "disables"}: destroy ${owners.length > 1 ? "them" : "it"} first, or set force: true`);
+  // Across stacks: NotrackRules of other programs persist their rules through netfilter-persistent's
+  // rules files, which it loads at boot only while enabled. A stop leaves their rules live (they
+  // are another owner's, taken out line by line with the service's own), so only a disable counts.
+  if (unit === "netfilter-persistent" && !settings.enabled && !settings.force) {
+    const owners = ruleOwners(facts);
+    if (owners.length > 0) blockers.push(`${owners.join(", ")} ${owners.length > 1 ? "keep their" : "keeps its"} rules in ${unit}, which this FirewallState disables: destroy ${owners.length > 1 ? "them" : "it"} first, or set force: true`);
   }
   if (settings.running && runningState(unit, facts) === "stopped") {
     warnings.push(`starting ${unit} applies its rules: if they don't accept SSH, the change is reverted by itself unless a new SSH connection succeeds`);
@@ -121,6 +121,8 @@ export function wantFirewallState(settings: FirewallStateSettings, facts: HostFa
 /** What this resource takes away on its host, for clashes with resources that need it (engine/hostIntents.ts). */
 export function firewallStateIntents(settings: FirewallStateSettings, facts: HostFacts): Intents {
   const unit = settings.service === "auto" ? resolveAuto(facts).unit : canonicalUnit(settings.service, facts);
-  const removes = unit && (!settings.running || !settings.enabled) ? [`service ${unit}`] : [];
+  // netfilter-persistent's stop leaves other owners' rules live; only its disable drops them (at boot).
+  const takesAway = unit === "netfilter-persistent" ? !settings.enabled : !settings.running || !settings.enabled;
+  const removes = unit && takesAway ? [`service ${unit}`] : [];
   return { needs: [], removes };
 }

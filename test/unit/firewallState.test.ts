@@ -149,12 +149,14 @@ describe("FirewallState planner", () => {
     expect(want({ service: "ufw", running: true, enabled: true }, f).blockers).toEqual(["ufw.service is not installed on this host: install it, or set running and enabled to false"]);
   });
 
-  it("refuses to stop the firewall another stack's NotrackRule keeps its rules in, naming it", () => {
+  it("refuses to disable the firewall another stack's NotrackRule persists its rules through, naming it; a stop alone leaves them", () => {
     const rule = "rule:v4:raw:PREROUTING:-p tcp --dport 80 -j CT --notrack";
     const ledger = { format: 1 as const, items: { [rule]: { original: null, owners: { x: { value: "present", persist: true, label: "web/prod/NotrackRule/http" } } } } };
     const f = host("debian12-default", dropPort80, { [ledgerPath]: renderLedger(ledger) });
-    expect(want(stop, f).blockers).toContain("web/prod/NotrackRule/http keeps its rules in netfilter-persistent, which this FirewallState stops: destroy it first, or set force: true");
-    expect(want({ ...stop, running: true }, f).blockers).toEqual(["web/prod/NotrackRule/http keeps its rules in netfilter-persistent, which this FirewallState disables: destroy it first, or set force: true"]);
+    const refusal = "web/prod/NotrackRule/http keeps its rules in netfilter-persistent, which this FirewallState disables: destroy it first, or set force: true";
+    expect(want(stop, f).blockers).toContain(refusal);
+    expect(want({ ...stop, running: true }, f).blockers).toEqual([refusal]);
+    expect(want({ ...stop, enabled: true }, f).blockers).not.toContain(refusal);
   });
 
   it("declares the service it stops, which clashes with a NotrackRule persisting through it", () => {
