@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { Credentials } from "../../sdk/internal/connectionInputs";
+import type { Credentials } from "../../sdk/internal/connectionHalves";
 import { containsUnknown } from "../dynamic";
 import type { HostFacts } from "../facts/host";
 import type { HostTarget } from "../transport/target";
