@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build (or reuse) the Debian 12 VM image of the pulumi-conntrack test lab.
+# Build (or reuse) a Debian VM image of the pulumi-conntrack test lab: Debian 12 (bookworm) by
+# default, or 11 (bullseye) or 13 (trixie) with PULUMI_CONNTRACK_DEBIAN_RELEASE.
 #
-# Everything comes from Debian's packages: debootstrap --variant=minbase bookworm, the cloud kernel,
+# Everything comes from Debian's packages: debootstrap --variant=minbase RELEASE, the cloud kernel,
 # systemd, openssh-server, iptables (+ iptables-persistent), conntrack. The image carries NO SSH
 # identity: at every boot a unit reads the root authorized key and the ed25519 host key from qemu
 # fw_cfg entries chosen by the lab (lab/vm/vm.sh), so each VM instance has its own host key.
 #
 # Output, cached outside the repo:
-#   ${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}/vm/<recipe-hash>/
+#   ${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}/vm/<release>-<recipe-hash>/
 #     rootfs.img  (ext4, 3 GiB sparse; the root fs, /dev/vda in the guest)
 #     vmlinuz, initrd.img, cmdline (kernel command line for -append), kernel-release, manifest
 #     complete    (written last; a dir without it is never used)
@@ -15,7 +16,7 @@
 # The image dir is printed as the last line of stdout; all progress goes to stderr.
 #
 # Env: PULUMI_CONNTRACK_CACHE, PULUMI_CONNTRACK_DEBIAN_MIRROR (default http://deb.debian.org/debian),
-#      PULUMI_CONNTRACK_IMAGE_SIZE (default 3G).
+#      PULUMI_CONNTRACK_IMAGE_SIZE (default 3G), PULUMI_CONNTRACK_DEBIAN_RELEASE (bookworm).
 set -euo pipefail
 
 exec 3>&1 1>&2 # stdout is reserved for the final line
@@ -27,17 +28,19 @@ for tool in debootstrap mkfs.ext4 chroot sha256sum flock; do
   command -v "$tool" >/dev/null || die "missing $tool (apt-get install debootstrap e2fsprogs coreutils util-linux)"
 done
 
+RELEASE=${PULUMI_CONNTRACK_DEBIAN_RELEASE:-bookworm}
+[[ $RELEASE =~ ^(bullseye|bookworm|trixie)$ ]] || die "PULUMI_CONNTRACK_DEBIAN_RELEASE must be bullseye, bookworm or trixie (got '$RELEASE')"
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
 HASH=$(sha256sum "$SCRIPT" | cut -c1-16)
 CACHE=${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}
 MIRROR=${PULUMI_CONNTRACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SIZE=${PULUMI_CONNTRACK_IMAGE_SIZE:-3G}
 VMCACHE=$CACHE/vm
-OUT=$VMCACHE/$HASH
+OUT=$VMCACHE/$RELEASE-$HASH
 
 mkdir -p "$VMCACHE"
 # One builder per recipe at a time (parallel test workers may all ask for the image).
-exec 9>"$VMCACHE/.lock-$HASH"
+exec 9>"$VMCACHE/.lock-$RELEASE-$HASH"
 flock 9
 
 if [[ -f $OUT/complete ]]; then
@@ -47,7 +50,7 @@ if [[ -f $OUT/complete ]]; then
 fi
 
 START=$(date +%s)
-WORK=$(mktemp -d "$VMCACHE/.build-$HASH.XXXXXX")
+WORK=$(mktemp -d "$VMCACHE/.build-$RELEASE-$HASH.XXXXXX")
 ROOT=$WORK/rootfs
 
 cleanup() {
@@ -73,14 +76,14 @@ in_root() {
     PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$ROOT" "$@"
 }
 
-echo "build-image: building recipe $HASH in $WORK (mirror $MIRROR)" >&2
+echo "build-image: building recipe $HASH of $RELEASE in $WORK (mirror $MIRROR)" >&2
 
 # --- 1. base system --------------------------------------------------------------------------------
 # The kernel is installed in step 3, after the initramfs settings are in place (one mkinitramfs run).
 # sudo: the privilege tests log in as users other than root, as production hosts are reached.
 debootstrap --variant=minbase \
   --include=systemd-sysv,udev,dbus,openssh-server,iptables,kmod,procps,iproute2,initramfs-tools,conntrack,sudo \
-  bookworm "$ROOT" "$MIRROR" >&2
+  "$RELEASE" "$ROOT" "$MIRROR" >&2
 T_DEBOOTSTRAP=$(( $(date +%s) - START ))
 
 # --- 2. guest configuration (before the kernel, so its initramfs is built once, right) -------------
@@ -185,7 +188,7 @@ HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
-KbdInteractiveAuthentication no
+@KBD_INTERACTIVE@ no
 AuthenticationMethods publickey
 UseDNS no
 # Under emulation a handshake takes a while; tests open many connections at once.
@@ -193,6 +196,11 @@ MaxStartups 200:30:400
 MaxSessions 100
 LoginGraceTime 120
 EOF
+
+# OpenSSH 8.4 (bullseye) knows this option only by its older name.
+kbd=KbdInteractiveAuthentication
+[[ $RELEASE != bullseye ]] || kbd=ChallengeResponseAuthentication
+sed -i "s/@KBD_INTERACTIVE@/$kbd/" "$ROOT/etc/ssh/sshd_config.d/pulumi-conntrack.conf"
 
 cat >"$ROOT/usr/local/sbin/pulumi-conntrack-identity" <<'EOF'
 #!/bin/sh
@@ -285,6 +293,7 @@ END=$(date +%s)
 
 cat >"$WORK/manifest" <<EOF
 recipe=$HASH
+release=$RELEASE
 kernel=$KREL
 mirror=$MIRROR
 rootfs_used_mb=$USED
@@ -298,16 +307,17 @@ touch "$WORK/complete"
 rm -rf "$OUT" # a stale, incomplete dir of the same recipe
 mv "$WORK" "$OUT"
 WORK=
-# Older recipes' images go (a stopped VM whose image is gone gets a fresh disk at its next boot; a
-# running one keeps its open file). Also leftovers of builds that died (their recipe's lock is free).
+# Older recipes' images of this release go (a stopped VM whose image is gone gets a fresh disk at
+# its next boot; a running one keeps its open file), and images of the days before releases had
+# names. Also leftovers of builds that died (their recipe's lock is free). Other releases stay.
 for d in "$VMCACHE"/*/ "$VMCACHE"/.build-*/; do
   d=${d%/}
   [[ -d $d ]] || continue
   b=$(basename "$d")
-  if [[ $b =~ ^[0-9a-f]{16}$ ]]; then
-    [[ $b != "$HASH" ]] || continue
-  elif [[ $b =~ ^\.build-([0-9a-f]{16})\. ]]; then
-    if [[ ${BASH_REMATCH[1]} != "$HASH" ]]; then
+  if [[ $b =~ ^($RELEASE-)?[0-9a-f]{16}$ ]]; then
+    [[ $b != "$RELEASE-$HASH" ]] || continue
+  elif [[ $b =~ ^\.build-($RELEASE-[0-9a-f]{16})\. ]]; then
+    if [[ ${BASH_REMATCH[1]} != "$RELEASE-$HASH" ]]; then
       flock -n "$VMCACHE/.lock-${BASH_REMATCH[1]}" true || continue # being built right now
     fi
   else
@@ -316,7 +326,7 @@ for d in "$VMCACHE"/*/ "$VMCACHE"/.build-*/; do
   grep -q " $d/" /proc/mounts && continue
   echo "build-image: removing old $d" >&2
   rm -rf "$d"
-  [[ $b =~ ^[0-9a-f]{16}$ ]] && rm -f "$VMCACHE/.lock-$b"
+  rm -f "$VMCACHE/.lock-$b"
 done
 
 echo "build-image: built $OUT in $(( END - START ))s (rootfs ${USED} MiB, kernel $KREL)" >&2

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Lab VMs for pulumi-conntrack: Debian 12 guests under qemu (software emulation), reached over SSH
+# Lab VMs for pulumi-conntrack: Debian guests under qemu (software emulation), reached over SSH
 # through a 127.0.0.1 port forward.
 #
-#   vm.sh boot NAME       start (or resume) VM NAME; prints its host.json as the last stdout line
+#   vm.sh boot NAME [RELEASE]  start (or resume) VM NAME, Debian 12 (bookworm) unless RELEASE says
+#                         bullseye or trixie; prints its host.json as the last stdout line
 #   vm.sh reboot NAME     reboot the guest, wait until SSH is back with the same host key
 #   vm.sh poweroff NAME   clean shutdown; the disk, keys and port are kept for the next `boot`
 #   vm.sh destroy NAME    stop qemu (identified by our pid file only) and remove the run dir
@@ -175,8 +176,9 @@ lock_vm() {
 
 # --- commands --------------------------------------------------------------------------------------
 cmd_boot() {
-  local name=$1 dir image machine_id start attempt err pid
+  local name=$1 release=${2:-bookworm} dir image machine_id start attempt err pid
   check_name "$name"
+  [[ $release =~ ^(bullseye|bookworm|trixie)$ ]] || die "bad release '$release' (bullseye, bookworm or trixie)"
   dir=$VM_ROOT/$name
   mkdir -p "$dir"
   lock_vm "$name"
@@ -192,10 +194,11 @@ cmd_boot() {
 
   # The image: the one this VM's disk was made from if it still exists (its kernel matches the
   # modules on that disk), else the current recipe (and a fresh disk).
-  if [[ -f $dir/image-dir && -f $(cat "$dir/image-dir")/complete && -f $dir/disk.qcow2 ]]; then
+  if [[ -f $dir/image-dir && -f $(cat "$dir/image-dir")/complete && -f $dir/disk.qcow2 ]] \
+    && grep -qx "release=$release" "$(cat "$dir/image-dir")/manifest"; then
     image=$(cat "$dir/image-dir")
   else
-    image=$("$HERE/build-image.sh" | tail -n 1)
+    image=$(PULUMI_CONNTRACK_DEBIAN_RELEASE=$release "$HERE/build-image.sh" | tail -n 1)
     [[ -f $image/complete ]] || die "build-image.sh returned no image dir"
     if [[ -f $dir/disk.qcow2 ]]; then
       log "$name: the image of its disk is gone; starting from a fresh disk"
@@ -381,7 +384,11 @@ usage() {
 cmd=${1:-}
 shift || true
 case $cmd in
-  boot | reboot | poweroff | destroy | info)
+  boot)
+    [[ $# -eq 1 || $# -eq 2 ]] || usage
+    cmd_boot "$@"
+    ;;
+  reboot | poweroff | destroy | info)
     [[ $# -eq 1 ]] || usage
     "cmd_$cmd" "$1"
     ;;

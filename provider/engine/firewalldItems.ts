@@ -1,5 +1,5 @@
 import type { HostFacts } from "../facts/host";
-import { directRuleWords } from "../facts/firewalld";
+import { words } from "../facts/iptablesRules";
 import { run, type Step } from "./commands";
 
 /**
@@ -42,7 +42,7 @@ function commands(name: string, from: Where, to: Where): Step[] {
     const scope = permanent ? ["--permanent"] : [];
     const what = `${want ? "add" : "remove"} ${permanent ? "permanent" : "runtime"} firewalld`;
     if (kind === "port") steps.push(run(`${what} port ${rest} in zone ${zone}`, "firewall-cmd", "--quiet", ...scope, `--zone=${zone}`, `--${want ? "add" : "remove"}-port=${rest}`));
-    else steps.push(run(`${what} direct rule ${rest}`, "firewall-cmd", "--quiet", ...scope, "--direct", `--${want ? "add" : "remove"}-rule`, ...directRuleWords(rest)));
+    else steps.push(run(`${what} direct rule ${rest}`, "firewall-cmd", "--quiet", ...scope, "--direct", `--${want ? "add" : "remove"}-rule`, ...words(rest)));
   }
   return steps;
 }

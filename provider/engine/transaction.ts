@@ -80,8 +80,10 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
       const reverted = err instanceof HostError && err.layer === "lockout";
       if (options.rollback && settings !== undefined && !reverted) {
         // An apply whose waiter gave up may still run on the host: plan the rollback only from
-        // facts read after it ended.
+        // facts read after it ended. Without the host lock (its connection was cut too) there is
+        // no rollback to wait for.
         const rollBack = async () => {
+          stillLocked();
           await awaitJobs(target, "wait for the change to end before rolling it back");
           return convergeLocked(kind, target, owner, undefined, asIs, stillLocked);
         };

@@ -34,20 +34,29 @@ export interface Ruleset {
   rules: Rule[];
 }
 
-/** Splits an iptables-save line into words, honouring its double quotes and backslash escapes. */
+/**
+ * Splits a rule as a tool prints it into words, the way a POSIX shell would: double quotes with
+ * backslash escapes (iptables-save: `--comment "ssh in"`), single quotes taken literally
+ * (firewall-cmd joins with Python's shlex.quote: `--comment 'ssh in'`, a quote inside as '"'"').
+ */
 export function words(line: string): string[] {
   const out: string[] = [];
   let current = "";
-  let quoted = false;
   let inWord = false;
   for (let i = 0; i < line.length; i++) {
     const c = line[i];
-    if (quoted) {
-      if (c === "\\" && i + 1 < line.length) current += line[++i];
-      else if (c === '"') quoted = false;
-      else current += c;
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      current += line.slice(i + 1, end === -1 ? line.length : end);
+      i = end === -1 ? line.length : end;
+      inWord = true;
     } else if (c === '"') {
-      quoted = true;
+      let j = i + 1;
+      for (; j < line.length && line[j] !== '"'; j++) current += line[j] === "\\" && j + 1 < line.length ? line[++j] : line[j];
+      i = j;
+      inWord = true;
+    } else if (c === "\\" && i + 1 < line.length) {
+      current += line[++i];
       inWord = true;
     } else if (c === " " || c === "\t") {
       if (inWord) out.push(current);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { disposeStacks, testStack, type TestStack } from "./harness";
 
 // A busy host (issue 23): another tool (fail2ban, kube-proxy) holds the xtables lock while we
 // change rules (item 3), and a ruleset of 20,000 rules read and changed through sudo with a
@@ -45,16 +45,7 @@ beforeAll(async () => {
   ].join(" && "));
 });
 
-afterAll(async () => {
-  try {
-    for (const s of stacks) {
-      await s.destroy().catch(() => undefined);
-      await s.dispose();
-    }
-  } finally {
-    await stopHosts(prefix);
-  }
-});
+afterAll(() => disposeStacks(stacks, () => stopHosts(prefix)));
 
 describe("the xtables lock held by another tool, on iptables-legacy", () => {
   it("an apply waits for it and goes through; destroy too", async () => {

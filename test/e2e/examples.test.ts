@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { disposeStacks, testStack, type TestStack } from "./harness";
 
 // Every program under examples/ goes through `pulumi up` and `pulumi destroy` against namespaced
 // lab hosts, as written (copied with its Pulumi.yaml, run by the real CLI), so none of them rots.
@@ -39,16 +39,7 @@ beforeAll(async () => {
   hosts = await startHosts(4, prefix);
 });
 
-afterAll(async () => {
-  try {
-    for (const s of stacks) {
-      await s.destroy().catch(() => undefined);
-      await s.dispose();
-    }
-  } finally {
-    await stopHosts(prefix);
-  }
-});
+afterAll(() => disposeStacks(stacks, () => stopHosts(prefix)));
 
 describe("examples", () => {
   it("each one is run below or listed, with the reason, as type-checked only", () => {

@@ -108,3 +108,18 @@ export function pulumiCli(s: TestStack, args: string[]): Promise<{ code: number;
     });
   });
 }
+
+/**
+ * The end of a test file: destroys each stack (a failed destroy is left for the host's teardown
+ * to sweep away), removes its directory, and then, whatever happened, takes the hosts down.
+ */
+export async function disposeStacks(stacks: Array<TestStack | undefined>, takeDownHosts: () => Promise<void>): Promise<void> {
+  try {
+    for (const s of stacks) {
+      await s?.destroy().catch(() => undefined);
+      await s?.dispose();
+    }
+  } finally {
+    await takeDownHosts();
+  }
+}

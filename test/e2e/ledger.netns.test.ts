@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { pulumiCli, testStack, type TestStack } from "./harness";
+import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
 
 // The host engine's promises on shared hosts, through the real pulumi CLI: owners of one key in
 // two stacks, both orders of leaving, two `pulumi up` at once, a rename, a failed write, persist: false.
@@ -40,16 +40,7 @@ beforeAll(async () => {
   hosts = await startHosts(5, prefix);
 });
 
-afterAll(async () => {
-  try {
-    for (const s of stacks) {
-      await s.destroy().catch(() => undefined);
-      await s.dispose();
-    }
-  } finally {
-    await stopHosts(prefix);
-  }
-});
+afterAll(() => disposeStacks(stacks, () => stopHosts(prefix)));
 
 describe("the ownership ledger through pulumi", () => {
   it("two stacks (same resource name) share a key; the original returns after both leave, in either order", async () => {

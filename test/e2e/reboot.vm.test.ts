@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
 import type { LabHost } from "../lab/netns";
-import { pulumiCli, testStack, type TestStack } from "./harness";
+import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
 
 // Issue 11: a host reboots between `pulumi preview` and `pulumi up`. The up re-reads the host
 // under its lock, so it plans from what the host booted into (the persisted values, nf_conntrack
@@ -27,16 +27,7 @@ beforeAll(async () => {
   stack = await testStack("conntrack-limits", { hosts: { value: JSON.stringify([{ name: "vm", connection }]), secret: true }, ...settings(25) });
 });
 
-afterAll(async () => {
-  try {
-    for (const s of [stack, ...others]) {
-      await s?.destroy().catch(() => undefined);
-      await s?.dispose();
-    }
-  } finally {
-    await destroyVm(vmName);
-  }
-});
+afterAll(() => disposeStacks([stack, ...others], () => destroyVm(vmName)));
 
 describe("a host that reboots between preview and up", () => {
   it("up plans from what the host booted into, converges, and a preview after it is a no-op", async () => {

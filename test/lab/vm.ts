@@ -55,10 +55,13 @@ async function readHostJson(name: string): Promise<HostJson> {
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 const REBOOT_TIMEOUT_MS = 6 * 60_000;
 
+/** The Debian releases the lab builds VM images of (lab/vm/build-image.sh). */
+export type DebianRelease = "bullseye" | "bookworm" | "trixie";
+
 /** Start VM `name` (or resume it after powerOffVm, same disk and host key); resolves once SSH answers. */
-export async function bootVm(name: string): Promise<LabHost> {
+export async function bootVm(name: string, release: DebianRelease = "bookworm"): Promise<LabHost> {
   checkName(name);
-  return labHostFromJson(lastJsonLine(await vmScript(["boot", name], BOOT_TIMEOUT_MS)));
+  return labHostFromJson(lastJsonLine(await vmScript(["boot", name, release], BOOT_TIMEOUT_MS)));
 }
 
 /** The LabHost of a VM booted earlier (by this or another process). */

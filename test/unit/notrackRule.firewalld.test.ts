@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
 import type { HostFacts } from "../../provider/facts/host";
-import { directRuleWords, firewalldReader } from "../../provider/facts/firewalld";
+import { firewalldReader } from "../../provider/facts/firewalld";
+import { words } from "../../provider/facts/iptablesRules";
 import { ledgerPath } from "../../provider/engine/ledger";
 import { planHost } from "../../provider/engine/plan";
 import { claimsOf } from "../../provider/engine/transaction";
@@ -206,6 +207,6 @@ describe("NotrackRule on firewalld", () => {
   });
 
   it("splits a direct rule as firewall-cmd prints it (shlex quoting) into its arguments", () => {
-    expect(directRuleWords(`ipv4 filter INPUT 0 -m comment --comment 'it'"'"'s ssh' -j ACCEPT`)).toEqual(["ipv4", "filter", "INPUT", "0", "-m", "comment", "--comment", "it's ssh", "-j", "ACCEPT"]);
+    expect(words(`ipv4 filter INPUT 0 -m comment --comment 'it'"'"'s ssh' -j ACCEPT`)).toEqual(["ipv4", "filter", "INPUT", "0", "-m", "comment", "--comment", "it's ssh", "-j", "ACCEPT"]);
   });
 });

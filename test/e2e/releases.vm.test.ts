@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LabHost } from "../lab/host";
+import { bootVm, destroyVm, rebootVm, vmExec, type DebianRelease } from "../lab/vm";
+import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
+
+// The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
+// systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
+// every resource through apply → its firewall service's restart → nf_conntrack reload → reboot,
+// each followed by a preview that must be a no-op, then destroy: the originals back, no file left.
+// Which releases run: PULUMI_CONNTRACK_RELEASES (comma-separated), else all three.
+const releases = (process.env.PULUMI_CONNTRACK_RELEASES ?? "bullseye,bookworm,trixie").split(",").filter(Boolean) as DebianRelease[];
+
+/** The files and ledger of ours a host may hold, by name: empty once everything is destroyed. */
+const oursScript = "ls /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d /etc/modules-load.d /var/lib 2>/dev/null | grep pulumi-conntrack || true";
+const keys = ["net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_icmp_timeout"];
+
+describe.each(releases)("Debian %s", (release) => {
+  const vmName = `rel-${release}`;
+  let vm: LabHost;
+  const stacks: TestStack[] = [];
+
+  async function sh(command: string): Promise<string> {
+    const r = await vmExec(vmName, command);
+    if (r.code !== 0) throw new Error(`${release}: ${command} → exit ${r.code}: ${r.stderr}`);
+    return r.stdout.trim();
+  }
+  /** The values with nf_conntrack loaded (loading it, as a service restart or a rule would). */
+  const values = async () => (await sh(`modprobe nf_conntrack && udevadm settle && sysctl -n ${keys.join(" ")} && cat /sys/module/nf_conntrack/parameters/hashsize`)).split("\n");
+  const stackOf = async (name: string, declared: Array<{ type: string; name: string; args: object }>) => {
+    const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
+    const s = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: { value: JSON.stringify(declared) } }, { stackName: `${release}-${name}` });
+    stacks.push(s);
+    return s;
+  };
+  const noChanges = async (s: TestStack, after: string) => {
+    const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+    expect(code, `${release}, preview after ${after}: ${output}`).toBe(0);
+  };
+  /** Unloads nf_conntrack with whatever holds it, then loads it again (as CentOS's iptables restart does). */
+  const reloadConntrack = () => sh("for m in $(ls /sys/module/nf_conntrack/holders); do modprobe -r $m; done; modprobe -r nf_conntrack && ! [ -d /sys/module/nf_conntrack ] && modprobe nf_conntrack && udevadm settle");
+
+  beforeAll(async () => {
+    vm = await bootVm(vmName, release);
+  });
+
+  afterAll(() => disposeStacks(stacks.reverse(), () => destroyVm(vmName)));
+
+  it("is the release it says", async () => {
+    const expected = { bullseye: "11", bookworm: "12", trixie: "13" }[release];
+    expect(await sh(". /etc/os-release && echo $VERSION_ID")).toBe(expected);
+  });
+
+  it("ConntrackLimits and NotrackRule: hold through a netfilter-persistent restart, a reboot and a module reload; destroy restores", async () => {
+    const originals = await values();
+    const rulesBefore = await sh("cat /etc/iptables/rules.v4 2>/dev/null || echo absent");
+    const limits = { type: "ConntrackLimits", name: "limits", args: { max: 65536, hashsize: 16384, timeouts: { udp: 25, icmp: 20 } } };
+    const notrack = { type: "NotrackRule", name: "web", args: { ports: [80], side: "server" } };
+    const s = await stackOf("remedies", [limits, notrack]);
+    await s.up();
+    const wanted = ["65536", "25", "20", "16384"];
+    expect(await values()).toEqual(wanted);
+    expect(await sh("iptables-save -t raw")).toContain("--dport 80 -m comment --comment pulumi-conntrack -j CT --notrack");
+    await noChanges(s, "up");
+    await sh("systemctl restart netfilter-persistent");
+    expect(await values()).toEqual(wanted);
+    expect(await sh("iptables-save -t raw")).toContain("-j CT --notrack");
+    await noChanges(s, "a netfilter-persistent restart");
+    await rebootVm(vmName);
+    await noChanges(s, "a reboot");
+    expect(await values()).toEqual(wanted);
+    // The notrack rules hold nf_conntrack: they go first, then the module is reloaded.
+    await s.setConfig({ declared: { value: JSON.stringify([limits]) } });
+    await s.up();
+    expect(await sh("cat /etc/iptables/rules.v4 2>/dev/null || echo absent")).toBe(rulesBefore);
+    await reloadConntrack();
+    expect(await values()).toEqual(wanted);
+    await noChanges(s, "an nf_conntrack reload");
+    await s.destroy();
+    expect(await values()).toEqual(originals);
+    expect(await sh(oursScript)).toBe("");
+  });
+
+  it("KernelModuleSet: a module kept out stays out through a restart and a reboot; destroy loads it again", async () => {
+    expect(await sh("modprobe xt_state && grep -c '^xt_state ' /proc/modules")).toBe("1");
+    const s = await stackOf("modules", [{ type: "KernelModuleSet", name: "no-state", args: { modules: ["xt_state"] } }]);
+    await s.up();
+    const loaded = () => sh("grep -c '^xt_state ' /proc/modules || true");
+    expect(await loaded()).toBe("0");
+    await sh("systemctl restart netfilter-persistent");
+    await noChanges(s, "a netfilter-persistent restart");
+    await rebootVm(vmName);
+    await noChanges(s, "a reboot");
+    expect(await loaded()).toBe("0");
+    await s.destroy();
+    expect(await loaded()).toBe("1");
+    expect(await sh(oursScript)).toBe("");
+  });
+
+  it('FirewallState "auto": stops and disables netfilter-persistent, stays so after a reboot; destroy starts and enables it again', async () => {
+    const unit = () => sh("echo $(systemctl is-active netfilter-persistent) $(systemctl is-enabled netfilter-persistent)").catch((e: Error) => e.message);
+    expect(await unit()).toBe("active enabled");
+    const s = await stackOf("firewall", [{ type: "FirewallState", name: "fw", args: { service: "auto", running: false, enabled: false } }]);
+    await s.up();
+    expect(await sh("systemctl is-enabled netfilter-persistent || true")).toBe("disabled");
+    await rebootVm(vmName);
+    await noChanges(s, "a reboot");
+    expect(await sh("systemctl is-active netfilter-persistent || true")).toBe("inactive");
+    await s.destroy();
+    expect(await unit()).toBe("active enabled");
+    expect(await sh(oursScript)).toBe("");
+  });
+});
