@@ -129,6 +129,28 @@ describe("pulumi-resource-conntrack", () => {
     expect(detailed).toEqual({ "connection.host": [proto.PropertyDiff.Kind.UPDATE_REPLACE, true], "timeouts.icmp": [proto.PropertyDiff.Kind.UPDATE, true] });
   });
 
+  it("previews a create without touching anything: the inputs, and what only the host can tell unknown", async () => {
+    const props = { connection: { host: "127.0.0.1", port: closedPort, password: secret("PW") }, timeouts: { icmp: 25 }, persist: true, live: { "net.netfilter.nf_conntrack_icmp_timeout": "25" } };
+    const res = await call<proto.CreateResponse>("create", new proto.CreateRequest().setUrn(urn("ConntrackLimits", "preview")).setProperties(struct(props)).setPreview(true));
+    const outputs = res.getProperties()!.toJavaScript() as Record<string, unknown>;
+    const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+    expect(outputs).toMatchObject({ live: props.live, previous: unknown, files: unknown, warnings: unknown, memoryEstimate: unknown, plan: unknown });
+    expect(isSecretValue((outputs.connection as Record<string, unknown>).password)).toBe(true);
+    expect(res.getRefreshBeforeUpdate()).toBe(true);
+  });
+
+  it("keeps the values read before when a refresh can't reach the host, and says so on the resource", async () => {
+    const stored = { connection: { host: "127.0.0.1", port: closedPort, password: secret("PW"), insecureSkipHostKeyCheck: true, dialErrorLimit: 1 }, timeouts: { icmp: 25 }, persist: true, owner: "gone", scope: "edge/dev", ownerId: "edge/dev/gone#1", live: { "net.netfilter.nf_conntrack_icmp_timeout": "25" }, previous: {}, files: [] };
+    const req = new proto.ReadRequest().setUrn(urn("ConntrackLimits", "gone")).setId("127.0.0.1/x").setProperties(struct(stored)).setInputs(struct({ timeouts: { icmp: 25 } }));
+    const res = await call<proto.ReadResponse>("read", req);
+    const props = res.getProperties()!.toJavaScript() as Record<string, unknown>;
+    expect(props.live).toEqual(stored.live);
+    expect(isSecretValue((props.connection as Record<string, unknown>).password)).toBe(true);
+    expect(res.getInputs()!.toJavaScript()).toEqual({ timeouts: { icmp: 25 } });
+    const warning = logged.find((l) => l.getUrn() === urn("ConntrackLimits", "gone"));
+    expect(warning?.getMessage()).toMatch(/^could not read the host, so live shows the values read before: root@127\.0\.0\.1:\d+: unreachable after 1 try/);
+  });
+
   it("refuses a type it doesn't have, naming the ones it has", async () => {
     const req = new proto.CheckRequest().setUrn(urn("Fleet")).setOlds(struct({})).setNews(struct({}));
     await expect(call<proto.CheckResponse>("check", req)).rejects.toThrow(/no resource type conntrack:index:Fleet; it has conntrack:index:ConntrackLimits/);
