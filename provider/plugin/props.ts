@@ -72,7 +72,9 @@ export function coreOutputs(urn: string, props: Record<string, unknown>): BaseOu
  */
 export function toPluginProps(props: Record<string, unknown>, secrets: readonly PropertyPath[]): Record<string, unknown> {
   const { resourceType: _type, connection, credentials, ...rest } = props as Partial<BaseInputs>;
-  const joined = containsUnknown(connection) || containsUnknown(credentials) || !connection ? connection : joinConnection({ connection, credentials });
+  // A connection not known as a whole (preview) stays as it came; one with unknown fields is joined like any.
+  const whole = typeof connection === "object" && connection !== null && typeof (credentials ?? {}) === "object";
+  const joined = whole ? joinConnection({ connection, credentials }) : connection;
   return markSecrets({ ...rest, connection: joined }, [...credentialPaths, ...secrets]) as Record<string, unknown>;
 }
 

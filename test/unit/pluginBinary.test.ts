@@ -129,6 +129,18 @@ describe("pulumi-resource-conntrack", () => {
     expect(detailed).toEqual({ "connection.host": [proto.PropertyDiff.Kind.UPDATE_REPLACE, true], "timeouts.icmp": [proto.PropertyDiff.Kind.UPDATE, true] });
   });
 
+  it("accepts values not known yet in a preview, and plans nothing for them", async () => {
+    const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+    const news = { connection: { host: unknown, privateKey: secret(unknown) }, timeouts: { icmp: 25 } };
+    const res = await call<proto.CheckResponse>("check", new proto.CheckRequest().setUrn(urn("ConntrackLimits", "later")).setOlds(struct({})).setNews(struct(news)));
+    expect(res.getFailuresList()).toEqual([]);
+    const inputs = res.getInputs()!.toJavaScript() as Record<string, unknown>;
+    expect(inputs).toMatchObject({ connection: { host: unknown }, timeouts: { icmp: 25 }, persist: true });
+    expect(isSecretValue((inputs.connection as Record<string, unknown>).privateKey)).toBe(true);
+    expect(inputs).not.toHaveProperty("live");
+    expect(inputs).not.toHaveProperty("plan");
+  });
+
   it("previews a create without touching anything: the inputs, and what only the host can tell unknown", async () => {
     const props = { connection: { host: "127.0.0.1", port: closedPort, password: secret("PW") }, timeouts: { icmp: 25 }, persist: true, live: { "net.netfilter.nf_conntrack_icmp_timeout": "25" } };
     const res = await call<proto.CreateResponse>("create", new proto.CreateRequest().setUrn(urn("ConntrackLimits", "preview")).setProperties(struct(props)).setPreview(true));
