@@ -58,16 +58,9 @@ VER_DIR="$CLI_ROOT/$VERSION-$(sha256sum "$STANDIN_SRC" | cut -c1-8)"
 BIN_DIR="$VER_DIR/bin"
 LANGHOST_MODULE="github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
 
-log() { printf 'pulumi-cli: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# version_ge A B: true when A >= B (both like 3.274.1; a leading v is ignored).
-version_ge() {
-  local a="${1#v}" b="${2#v}"
-  [ "$(printf '%s\n%s\n' "$b" "$a" | sort -V | head -n1)" = "$b" ]
-}
-
-abs_dir() { (cd "$1" && pwd); }
+LOG_NAME=pulumi-cli
+# shellcheck source=scripts/go-build-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
 
 # ---- 1. Use what is on PATH, if good enough ----------------------------------------
 if pulumi_path="$(command -v pulumi 2>/dev/null)" && [ -x "$pulumi_path" ]; then
@@ -84,62 +77,34 @@ if pulumi_path="$(command -v pulumi 2>/dev/null)" && [ -x "$pulumi_path" ]; then
 fi
 
 # ---- 2. Reuse a finished build -------------------------------------------------------
-if [ -x "$BIN_DIR/pulumi" ] && [ -x "$BIN_DIR/pulumi-language-nodejs" ]; then
+built() { [ -x "$BIN_DIR/pulumi" ] && [ -x "$BIN_DIR/pulumi-language-nodejs" ]; }
+if built; then
   log "using cached build $BIN_DIR"
   printf '%s\n' "$(abs_dir "$BIN_DIR")"
   exit 0
 fi
 
 # ---- 3. Build --------------------------------------------------------------------------
-command -v go >/dev/null 2>&1 || die "go is not on PATH (the build needs the Go toolchain)"
-mkdir -p "$CLI_ROOT"
-# Old temp dirs from builds that crashed or were killed.
-find "$CLI_ROOT" -mindepth 1 -maxdepth 1 -name '.build-*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true
-
-# One build per version at a time: a second caller waits, then reuses the result.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$CLI_ROOT/.lock-$VERSION"
-  if ! flock -n 9; then
-    log "another build of $VERSION is running; waiting for it"
-    flock 9
-  fi
-  if [ -x "$BIN_DIR/pulumi" ] && [ -x "$BIN_DIR/pulumi-language-nodejs" ]; then
-    log "using build $BIN_DIR (finished while waiting)"
-    printf '%s\n' "$(abs_dir "$BIN_DIR")"
-    exit 0
-  fi
+if ! begin_go_build "$CLI_ROOT" "$VERSION" built; then
+  log "using build $BIN_DIR (finished while waiting)"
+  printf '%s\n' "$(abs_dir "$BIN_DIR")"
+  exit 0
 fi
-
-BUILD_DIR="$(mktemp -d "$CLI_ROOT/.build-$VERSION-XXXXXX")"
-trap 'rm -rf "$BUILD_DIR"' EXIT
 MOD_DIR="$BUILD_DIR/mod"
 OUT_DIR="$BUILD_DIR/bin"
 mkdir -p "$MOD_DIR/langhost" "$OUT_DIR"
 
-export GOFLAGS="-mod=mod -buildvcs=false"
-# The machine's Go unless a caller pinned a toolchain (the approved one is go1.27.3).
-case "${GOTOOLCHAIN:-}" in
-  go1.*) ;;
-  *) export GOTOOLCHAIN=local ;;
-esac
 LDFLAGS="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$VERSION"
 BUILD_FLAGS=(-p 2 -trimpath -tags osusergo,grpcnotrace -ldflags "$LDFLAGS")
 
 start_seconds=$SECONDS
 log "building pulumi $VERSION with $(go version | cut -d' ' -f3) in $BUILD_DIR (expect ~8 min on 2 cores)"
 
-# Which Go does pkg/v3 need? (go.mod's `go` line.) Past the local Go, the one approved
-# way is GOTOOLCHAIN=go1.27.3, fetched through the module proxy.
-pkg_mod_file="$(cd "$BUILD_DIR" && GOFLAGS= go mod download -json "github.com/pulumi/pulumi/pkg/v3@$VERSION" |
-  sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+# Which Go does pkg/v3 need? (go.mod's `go` line.)
+pkg_mod_file="$(go_mod_file "github.com/pulumi/pulumi/pkg/v3@$VERSION")"
 [ -f "$pkg_mod_file" ] || die "could not download github.com/pulumi/pulumi/pkg/v3@$VERSION from the Go module proxy"
-need_go="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$pkg_mod_file" | head -n1)"
-local_go="$(go env GOVERSION)"
-local_go="${local_go#go}"
-if [ -n "$need_go" ] && ! version_ge "$local_go" "$need_go" && [ "$GOTOOLCHAIN" = local ]; then
-  log "pkg/v3 $VERSION needs Go $need_go (have $local_go): using GOTOOLCHAIN=go1.27.3"
-  export GOTOOLCHAIN=go1.27.3
-fi
+need_go="$(go_line "$pkg_mod_file")"
+use_go_at_least "$need_go" "pkg/v3 $VERSION"
 
 {
   printf 'module pulumiconntrack.local/pulumicli\n\ngo %s\n\n' "${need_go:-1.26}"
@@ -180,7 +145,7 @@ printf 'pulumi %s\npulumi-language-nodejs: %s\ngo: %s\nbuilt: %s\n' \
 mkdir -p "$VER_DIR"
 if ! mv -T "$OUT_DIR" "$BIN_DIR" 2>/dev/null; then
   # Another build finished first; keep its result if it is complete.
-  if [ -x "$BIN_DIR/pulumi" ] && [ -x "$BIN_DIR/pulumi-language-nodejs" ]; then
+  if built; then
     log "another build already published $BIN_DIR; using it"
   else
     die "could not move the build to $BIN_DIR (it exists but is incomplete: delete it and rerun)"

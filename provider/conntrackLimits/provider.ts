@@ -1,7 +1,8 @@
 import { conntrackLimitsSettingsSchema, type ConntrackLimitsSettings } from "../../sdk/conntrackLimits.schema";
 import type { HostFacts } from "../facts/host";
 import { liveValue } from "../engine/items";
-import { engineProvider, type BaseOutputs } from "../engine/resource";
+import { engineProvider } from "../engine/dynamicProvider";
+import type { BaseOutputs, ResourceSpec } from "../engine/resource";
 import type { ResourceKind } from "../engine/transaction";
 import { modprobeDBackend } from "../persistence/modprobeD";
 import { sysctlDBackend } from "../persistence/sysctlD";
@@ -28,7 +29,8 @@ function legacyPreview(settings: ConntrackLimitsSettings, facts: HostFacts): Rec
   return out;
 }
 
-export const conntrackLimitsProvider = engineProvider({
+/** What the engine needs to know of a ConntrackLimits, for both front doors. */
+export const conntrackLimitsSpec: ResourceSpec<ConntrackLimitsSettings> = {
   kind: conntrackLimitsKind,
   schema: conntrackLimitsSettingsSchema,
   settingFields: ["max", "hashsize", "timeouts", "persist"],
@@ -46,4 +48,7 @@ export const conntrackLimitsProvider = engineProvider({
       return { ownerId: legacyOwner(legacy.hostId), view: adoptLegacy(legacy as LegacyOutputs, label) };
     },
   },
-});
+};
+
+export const conntrackLimitsProvider = engineProvider(conntrackLimitsSpec);
+

@@ -1,19 +1,10 @@
-import { randomBytes } from "node:crypto";
-import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
-import { proxySchema } from "../../sdk/connection";
-import type { Credentials } from "../../sdk/internal/connectionInputs";
-import { containsUnknown, failuresOf, targetOf } from "../dynamic";
+import type { Credentials } from "../../sdk/internal/connectionHalves";
+import { containsUnknown } from "../dynamic";
 import type { HostFacts } from "../facts/host";
-import { rememberUnreachable } from "../transport/pool";
-import { parseTarget, toTarget, type HostTarget } from "../transport/target";
-import { declareIntents } from "./hostIntents";
-import { isUnreachable } from "../transport/dial";
-import { previewFacts, seedPreviewFacts, type Prefetched } from "./hostFacts";
-import { liveValue } from "./items";
-import { ledgerPath } from "./ledger";
-import { currentLedger, ownersLabelled, planHost, type HostPlan } from "./plan";
-import { claimsOf, conflictMessages, converge, type FactsView, type ResourceKind, type Wanted } from "./transaction";
+import type { HostTarget } from "../transport/target";
+import type { Prefetched } from "./hostFacts";
+import type { FactsView, ResourceKind, Wanted } from "./transaction";
 
 /** What every resource of this package stores as inputs, besides its own settings. */
 export interface BaseInputs {
@@ -64,213 +55,49 @@ export interface ResourceSpec<S> {
   notes?(settings: S, facts: HostFacts): Record<string, unknown>;
 }
 
-const transients = ["prefetched", "plan", "warnings"] as const;
-/** The inputs every resource of this package carries besides its settings (see BaseInputs). */
-const baseFields = new Set(["resourceType", "owner", "scope", "connection", "credentials", "__provider", ...transients]);
+/** A property the door names and why `check` refuses it. */
+export interface CheckFailure {
+  property: string;
+  reason: string;
+}
 
-/**
- * What `check` found about each resource in this run, for `diff` (the engine calls both in one
- * provider process, check first). Kept here rather than in the inputs: inputs that differ from
- * the stored ones make the engine rewrite the whole state file once per resource, even when
- * nothing changes (measured: a no-op preview of 400 resources spent half its time doing so).
- */
-const differsFromHost = new Map<string, boolean>();
-const runKey = (props: Pick<BaseInputs, "resourceType" | "scope" | "owner">) => `${props.resourceType}|${props.scope ?? ""}|${props.owner}`;
+/** What `check` makes of a resource's inputs, for either door to present its own way. */
+export type Checked =
+  | { failures: CheckFailure[] }
+  | {
+      failures?: undefined;
+      /** What state stores: the settings with their defaults, the connection, type, name and scope; no transients. */
+      inputs: BaseInputs;
+      /** What may undo or hurt the settings; absent when nothing could be planned (values not known yet). */
+      warnings?: string[];
+      /** What an up changes ("item": "live → desired", files, the ledger); {} when converged. */
+      plan?: Record<string, string>;
+      /** Each item this resource manages, or an up releases, by its display name: the value the host holds after the up. */
+      after?: Record<string, string>;
+      /** Facts about the settings on this host (ResourceSpec.notes). */
+      notes?: Record<string, unknown>;
+    };
+
+/** What `diff` found, for either door to present its own way. */
+export interface Diffed {
+  changes: boolean;
+  /** Properties whose change replaces the resource. */
+  replaces: string[];
+  /** Setting fields whose value, defaults applied, changed. */
+  settings: string[];
+  /** The connection or its credentials changed. */
+  connection: boolean;
+  /** The resource's name or its project/stack changed (an alias). */
+  renamed: boolean;
+  /** The host differs from what the resource wants (found by `check` in this run). */
+  drift: boolean;
+}
+
+/** The facts the program read for this run, when they are usable (none of them unknown). */
+export function usablePrefetch(news: BaseInputs): Prefetched | undefined {
+  return news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
+}
 
 export function labelOf(type: string, props: Pick<BaseInputs, "owner" | "scope">): string {
   return `${props.scope ? `${props.scope}/` : ""}${type}/${props.owner}`;
-}
-
-function describe<S>(spec: ResourceSpec<S>, plan: HostPlan, wanted: Wanted, facts: HostFacts): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const step of wanted.prepare) if (!step.optional) out[step.name] = "before the values";
-  for (const c of plan.changes) out[spec.display(c.item)] = `${c.from ?? "(absent)"} → ${c.to ?? "(absent)"}`;
-  if (wanted.prepare.length > 0) {
-    for (const [key, claim] of Object.entries(wanted.claims)) if (liveValue(key, facts) === undefined) out[spec.display(key)] = `(module not loaded) → ${claim.value}`;
-  }
-  for (const path of Object.keys(plan.writeFiles)) out[path] = path === ledgerPath ? "record owners and original values" : "write";
-  for (const path of plan.removeFiles) out[path] = "remove";
-  return out;
-}
-
-const { host: hostField, port: portField } = proxySchema.shape;
-
-/**
- * The host and port a stored connection reaches, with the schema's defaults applied: removing
- * `port: 2222` moves the resource to port 22, which is another sshd (maybe another machine
- * behind a NAT) whose ledger knows nothing of this resource. A value not known yet (preview)
- * stays as the engine sent it, so it counts as a change.
- */
-function addressOf(connection: Record<string, unknown> | undefined): [unknown, unknown] {
-  const host = hostField.safeParse(connection?.host);
-  const port = portField.safeParse(connection?.port ?? undefined);
-  return [host.success ? host.data : connection?.host, port.success ? port.data : connection?.port];
-}
-
-/**
- * Whether the effective address changed. A connection unknown as a whole (one of its inputs, a
- * credential maybe, isn't known in this preview) can't say; `pulumi up` diffs again once it is known.
- */
-function addressChanged(olds: Record<string, unknown> | undefined, news: Record<string, unknown> | undefined): boolean {
-  if (typeof news !== "object" || news === null) return false;
-  const [oldHost, oldPort] = addressOf(olds);
-  const [newHost, newPort] = addressOf(news);
-  return oldHost !== newHost || oldPort !== newPort;
-}
-
-/** A dynamic provider for one resource type on the host engine. */
-export function engineProvider<S>(spec: ResourceSpec<S>): pulumi.dynamic.ResourceProvider<BaseInputs, BaseOutputs> {
-  const { kind } = spec;
-  const pick = (props: BaseInputs) => Object.fromEntries(spec.settingFields.filter((f) => props[f] !== undefined && props[f] !== null).map((f) => [f, props[f]]));
-  const settingsOf = (props: BaseInputs) => spec.schema.parse(pick(props));
-
-  function outputsOf(props: BaseInputs, ownerId: string, facts: HostFacts, settings: S): BaseOutputs {
-    const wanted = kind.want(settings, facts, { label: labelOf(kind.type, props) });
-    const ledger = currentLedger(facts);
-    const previous: Record<string, string> = {};
-    const live: Record<string, string> = {};
-    for (const key of Object.keys(wanted.claims)) {
-      if (key.startsWith("token:")) continue;
-      const item = ledger.items[key];
-      if (item) previous[spec.display(key)] = item.original ?? "(absent)";
-      const value = liveValue(key, facts);
-      if (value !== undefined && value !== null) live[spec.display(key)] = value;
-    }
-    const files = [...kind.backends.map((b) => b.path), ledgerPath].filter((p) => facts.files[p] !== undefined).sort();
-    const rest = { ...props };
-    for (const t of transients) delete rest[t];
-    return { ...rest, ...spec.defaults, ...pick(props), ownerId, previous, live, files, plan: {}, warnings: wanted.warnings, ...spec.outputs?.(settings, facts, wanted) };
-  }
-
-  async function convergeResource(target: HostTarget, props: BaseInputs, ownerId: string, formerLabels: string[], rollback: boolean, adopted?: { ownerId: string; view: FactsView }): Promise<BaseOutputs> {
-    const settings = settingsOf(props);
-    const owner = { id: ownerId, label: labelOf(kind.type, props), formerLabels, alsoRelease: adopted ? [adopted.ownerId] : [] };
-    const { facts, earlier, notes } = await converge(kind, target, owner, settings, { rollback, view: adopted?.view });
-    const outputs = outputsOf(props, ownerId, facts, settings);
-    // A change cut from its connection earlier finished on the host, or an optional step of this
-    // one failed: say so, once.
-    const said = [...earlier, ...notes];
-    return said.length > 0 ? { ...outputs, warnings: [...said, ...(outputs.warnings ?? [])] } : outputs;
-  }
-
-  const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;
-
-  return {
-    async check(olds, news) {
-      const failures: pulumi.dynamic.CheckFailure[] = [];
-      if (typeof news.owner !== "string" || news.owner === "") failures.push({ property: "owner", reason: "owner (the resource name) is required" });
-      // A misspelt argument would otherwise be dropped without a word (JavaScript programs aren't type-checked).
-      for (const k of Object.keys(news)) {
-        if (!spec.settingFields.includes(k) && !baseFields.has(k)) failures.push({ property: k, reason: `${kind.type} has no argument ${k}; it takes ${spec.settingFields.join(", ")} and connection` });
-      }
-      const settingsKnown = !spec.settingFields.some((f) => containsUnknown(news[f]));
-      const settings = settingsKnown ? spec.schema.safeParse(pick(news)) : undefined;
-      if (settings && !settings.success) failures.push(...failuresOf(settings.error));
-      const connectionKnown = !containsUnknown(news.connection) && !containsUnknown(news.credentials);
-      const parsed = connectionKnown ? parseTarget({ connection: news.connection, credentials: news.credentials }) : undefined;
-      if (parsed && !parsed.success) failures.push(...failuresOf(parsed.error, "connection"));
-      if (failures.length > 0) return { failures };
-
-      const inputs: BaseInputs = { ...news, ...Object.fromEntries(Object.entries(spec.defaults).map(([k, v]) => [k, news[k] ?? v])) };
-      for (const t of transients) delete inputs[t];
-      if (!settings?.success || !parsed?.success) return { inputs };
-      // Everything is known: plan from the host's facts (read once per host per run, by the
-      // program process when it could) so a preview shows live → desired for each item.
-      const target = toTarget(parsed.data);
-      const prefetched = news.prefetched && !containsUnknown(news.prefetched) ? news.prefetched : undefined;
-      // A host that can't be reached fails its own resource's step, not `check`: the engine ends
-      // the whole deployment at a failed check, even with --continue-on-error, and one dead host
-      // must not stop a fleet (Fleet's maxFailures). The preview shows why the up will fail there.
-      const unreachable = (message: string) => {
-        // This process won't dial it again in this run: its create or update fails at once.
-        rememberUnreachable(target, message);
-        differsFromHost.set(runKey(news), true);
-        const shown = prefetched?.preview ? { plan: { host: `unreachable: ${message}` } } : {};
-        return { inputs: { ...inputs, ...shown, warnings: [message] } };
-      };
-      if (prefetched?.error) return prefetched.unreachable ? unreachable(prefetched.error) : { failures: [{ property: "connection", reason: prefetched.error }] };
-      let facts: HostFacts;
-      try {
-        facts = prefetched?.output !== undefined ? seedPreviewFacts(target, prefetched.names, prefetched.output) : await previewFacts(target, kind.facts);
-      } catch (err) {
-        if (isUnreachable(err)) return unreachable((err as Error).message);
-        throw err;
-      }
-      const label = labelOf(kind.type, news);
-      // A clash with another resource of this program comes first: it names both, where the
-      // host's ledger (a blocker below) can only name the one already applied.
-      const wanted = kind.want(settings.data, facts, { label });
-      const values = Object.fromEntries(Object.entries(wanted.claims).map(([item, c]) => [spec.display(item), c.value]));
-      const clashes = declareIntents(target.key, label, { ...(kind.intents?.(settings.data, facts) ?? { needs: [], removes: [] }), values });
-      if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
-      if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
-      const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
-      const mine = ownersLabelled(currentLedger(facts), labels);
-      let plan = mine.length === 0 ? spec.legacy?.preview(settings.data, facts, news, target) : undefined;
-      if (!plan) {
-        const hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: kind.backends, unreadable: "(module not loaded)" });
-        if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
-        plan = describe(spec, hostPlan, wanted, facts);
-      }
-      // What state stores as inputs is what the next preview is compared with, and the display
-      // shows the difference: storing the plan of the last up would make a later drift show as
-      // "old plan → new plan". So the plan goes only into a preview's inputs, and only when there
-      // is something to do: a drifted host shows live → desired, a converged one nothing.
-      differsFromHost.set(runKey(news), Object.keys(plan).length > 0);
-      const shown = prefetched?.preview && Object.keys(plan).length > 0 ? { plan } : {};
-      return { inputs: { ...inputs, ...shown, warnings: wanted.warnings, ...spec.notes?.(settings.data, facts) } };
-    },
-
-    async diff(_id, olds, news) {
-      const replaces: string[] = [];
-      if (addressChanged(olds.connection, news.connection)) replaces.push("connection");
-      const settingsChanged = spec.settingFields.some((f) => JSON.stringify(news[f] ?? spec.defaults[f] ?? null) !== JSON.stringify(olds[f] ?? spec.defaults[f] ?? null));
-      const connectionChanged = JSON.stringify(news.connection) !== JSON.stringify(olds.connection) || JSON.stringify(news.credentials) !== JSON.stringify(olds.credentials);
-      const renamed = news.owner !== olds.owner || (news.scope !== undefined && olds.scope !== undefined && news.scope !== olds.scope);
-      const drift = differsFromHost.get(runKey(news)) === true || (news.plan !== undefined && (containsUnknown(news.plan) || Object.keys(news.plan).length > 0));
-      return { changes: replaces.length > 0 || settingsChanged || connectionChanged || renamed || drift, replaces };
-    },
-
-    async create(inputs) {
-      const target = targetOf(inputs);
-      const ownerId = newOwnerId(inputs);
-      const outs = await convergeResource(target, inputs, ownerId, [], true);
-      return { id: `${target.host}:${target.port}/${ownerId}`, outs };
-    },
-
-    async update(_id, olds, news) {
-      const target = targetOf(news);
-      const formerLabels = olds.owner ? [labelOf(kind.type, olds)] : [];
-      if (olds.ownerId) return { outs: await convergeResource(target, news, olds.ownerId, formerLabels, false) };
-      // A resource of an older version: it moves into the ledger now, under a new id.
-      const adopted = spec.legacy?.adopt(olds, labelOf(kind.type, news));
-      return { outs: await convergeResource(target, news, newOwnerId(news), formerLabels, false, adopted) };
-    },
-
-    async read(id, props) {
-      if (!props) throw new Error(`${kind.type} ${id}: import is not supported; declare the resource and run pulumi up`);
-      const target = targetOf(props);
-      // One read per host per process serves every resource on it (refresh reads in parallel).
-      const facts = await previewFacts(target, kind.facts);
-      const live: Record<string, string> = {};
-      const settings = spec.schema.safeParse(pick(props));
-      const items = settings.success ? Object.keys(kind.want(settings.data, facts, { label: labelOf(kind.type, props) }).claims) : [];
-      for (const key of items) {
-        const value = liveValue(key, facts);
-        if (value !== undefined && value !== null && !key.startsWith("token:")) live[spec.display(key)] = value;
-      }
-      return { id, props: { ...props, live } };
-    },
-
-    async delete(_id, props) {
-      const target = targetOf(props);
-      const label = labelOf(kind.type, props);
-      if (props.ownerId) {
-        await converge(kind, target, { id: props.ownerId, label }, undefined, { rollback: false });
-        return;
-      }
-      const adopted = spec.legacy?.adopt(props, label);
-      if (adopted) await converge(kind, target, { id: adopted.ownerId, label }, undefined, { rollback: false, view: adopted.view });
-    },
-  };
 }

@@ -1,5 +1,6 @@
 import { firewallStateSettingsSchema, type FirewallStateSettings } from "../../sdk/firewallState.schema";
-import { engineProvider } from "../engine/resource";
+import { engineProvider } from "../engine/dynamicProvider";
+import type { ResourceSpec } from "../engine/resource";
 import type { ResourceKind } from "../engine/transaction";
 import { firewallStateFacts, firewallStateIntents, wantFirewallState } from "./plan";
 
@@ -19,10 +20,14 @@ export function firewallItemDisplay(item: string): string {
   return item.startsWith("service-running:") ? `${unit} running` : item.startsWith("service-enabled:") ? `${unit} at boot` : item;
 }
 
-export const firewallStateProvider = engineProvider({
+/** What the engine needs to know of a FirewallState, for both front doors. */
+export const firewallStateSpec: ResourceSpec<FirewallStateSettings> = {
   kind: firewallStateKind,
   schema: firewallStateSettingsSchema,
   settingFields: ["service", "running", "enabled", "force"],
   defaults: { force: false },
   display: firewallItemDisplay,
-});
+};
+
+export const firewallStateProvider = engineProvider(firewallStateSpec);
+

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type * as pulumi from "@pulumi/pulumi";
-import type { Credentials } from "../../sdk/internal/connectionInputs";
+import type { Credentials } from "../../sdk/internal/connectionHalves";
 import { containsUnknown } from "../dynamic";
 import { parseTarget } from "../transport/target";
 import { unhealthy, type HealthCheck, type Reading } from "./health";

@@ -1,7 +1,7 @@
 import { readStatusFacts } from "../status";
 import { session } from "../transport/pool";
 import { parseTarget, toTarget } from "../transport/target";
-import type { Credentials } from "../../sdk/internal/connectionInputs";
+import type { Credentials } from "../../sdk/internal/connectionHalves";
 import { readingOf, type Reading } from "./health";
 
 export interface StoredWaveHost {

@@ -1,5 +1,6 @@
 import { kernelModuleSetSettingsSchema, type KernelModuleSetSettings } from "../../sdk/kernelModuleSet.schema";
-import { engineProvider } from "../engine/resource";
+import { engineProvider } from "../engine/dynamicProvider";
+import type { ResourceSpec } from "../engine/resource";
 import type { ResourceKind } from "../engine/transaction";
 import { moduleBlockBackend, moduleLoadBackend } from "../persistence/moduleFiles";
 import { kernelModuleSetFacts, kernelModuleSetIntents, wantKernelModuleSet } from "./plan";
@@ -15,11 +16,15 @@ export const kernelModuleSetKind: ResourceKind<KernelModuleSetSettings> = {
 /** "module:xt_CT" → "module xt_CT". */
 export const moduleDisplay = (item: string) => item.replace(/^module:/, "module ");
 
-export const kernelModuleSetProvider = engineProvider({
+/** What the engine needs to know of a KernelModuleSet, for both front doors. */
+export const kernelModuleSetSpec: ResourceSpec<KernelModuleSetSettings> = {
   kind: kernelModuleSetKind,
   schema: kernelModuleSetSettingsSchema,
   settingFields: ["modules", "state", "persist", "force"],
   defaults: { state: "absent", persist: true, force: false },
   display: moduleDisplay,
   notes: (settings, facts) => ({ resolved: wantKernelModuleSet(settings, facts).resolved }),
-});
+};
+
+export const kernelModuleSetProvider = engineProvider(kernelModuleSetSpec);
+

@@ -1,5 +1,6 @@
 import { notrackRuleSettingsSchema, type NotrackRuleSettings } from "../../sdk/notrackRule.schema";
-import { engineProvider } from "../engine/resource";
+import { engineProvider } from "../engine/dynamicProvider";
+import type { ResourceSpec } from "../engine/resource";
 import type { ResourceKind } from "../engine/transaction";
 import { splitNftItem } from "../engine/nftItems";
 import { ourTable } from "../facts/nftRules";
@@ -44,10 +45,14 @@ export function ruleDisplay(item: string): string {
   return `${family === "v4" ? "iptables" : "ip6tables"} -t ${table} -A ${chain} ${rule}`;
 }
 
-export const notrackRuleProvider = engineProvider({
+/** What the engine needs to know of a NotrackRule, for both front doors. */
+export const notrackRuleSpec: ResourceSpec<NotrackRuleSettings> = {
   kind: notrackRuleKind,
   schema: notrackRuleSettingsSchema,
   settingFields: ["ports", "protocol", "side", "ipVersions", "acceptUntracked", "persist", "force"],
   defaults: { protocol: "tcp", side: "both", ipVersions: [4], acceptUntracked: true, persist: true, force: false },
   display: ruleDisplay,
-});
+};
+
+export const notrackRuleProvider = engineProvider(notrackRuleSpec);
+

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { connectionSchema, type ParsedConnection } from "../../sdk/connection";
-import type { Credentials } from "../../sdk/internal/connectionInputs";
+import { secretHopFields, type Credentials } from "../../sdk/internal/connectionHalves";
 
 /** One SSH hop with every default applied and credentials merged back in. */
 export type Hop = Omit<ParsedConnection, "proxy" | "sudo">;
@@ -21,16 +21,21 @@ export interface StoredConnection {
   credentials?: Credentials;
 }
 
-/** Merges the two halves and validates them; the zod issues are returned for Pulumi's check. */
-export function parseTarget(stored: StoredConnection) {
+/** The connection as a program gives it: the two halves merged (the reverse of splitPlainConnection). */
+export function joinConnection(stored: StoredConnection): Record<string, unknown> {
   const creds = stored.credentials ?? {};
   const pub = { ...(stored.connection ?? {}) } as Record<string, unknown>;
-  const merged: Record<string, unknown> = { ...pub, ...definedOnly(creds, ["password", "privateKey", "privateKeyPassword"]) };
+  const merged: Record<string, unknown> = { ...pub, ...definedOnly(creds, secretHopFields) };
   // An empty secret is kept, so the schema refuses it: dropping it would turn an empty sudo
   // password into passwordless sudo, and an empty password into key authentication.
   if (creds.sudoPassword !== undefined && creds.sudoPassword !== null) merged.sudo = { password: creds.sudoPassword };
-  if (pub.proxy && typeof pub.proxy === "object") merged.proxy = { ...(pub.proxy as object), ...definedOnly(creds.proxy ?? {}, ["password", "privateKey", "privateKeyPassword"]) };
-  return connectionSchema.safeParse(merged);
+  if (pub.proxy && typeof pub.proxy === "object") merged.proxy = { ...(pub.proxy as object), ...definedOnly(creds.proxy ?? {}, secretHopFields) };
+  return merged;
+}
+
+/** Merges the two halves and validates them; the zod issues are returned for Pulumi's check. */
+export function parseTarget(stored: StoredConnection) {
+  return connectionSchema.safeParse(joinConnection(stored));
 }
 
 export function toTarget(c: ParsedConnection): HostTarget {
@@ -45,7 +50,7 @@ export function toTarget(c: ParsedConnection): HostTarget {
   return { ...c, label, key: `${label}${via}#${trust}` };
 }
 
-function definedOnly(source: object, keys: string[]): Record<string, unknown> {
+function definedOnly(source: object, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     const v = (source as Record<string, unknown>)[k];

@@ -1,26 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection, ConnectionInput } from "../connection";
+import { splitPlainConnection, type Credentials } from "./connectionHalves";
 import { maskInDebugLog } from "./debugLog";
 
-type Hop = Omit<Connection, "proxy" | "sudo">;
-
-/** The secret half of a connection: never shown in previews, stored encrypted in state. */
-export interface Credentials {
-  password?: string;
-  privateKey?: string;
-  privateKeyPassword?: string;
-  sudoPassword?: string;
-  proxy?: { password?: string; privateKey?: string; privateKeyPassword?: string };
-}
-
-function publicHop<T extends Hop>(hop: T): Hop {
-  const { password: _p, privateKey: _k, privateKeyPassword: _kp, ...rest } = hop;
-  return rest;
-}
-
-function secretHop(hop: Hop): { password?: string; privateKey?: string; privateKeyPassword?: string } {
-  return { password: hop.password, privateKey: hop.privateKey, privateKeyPassword: hop.privateKeyPassword };
-}
+export type { Credentials } from "./connectionHalves";
 
 /**
  * Splits a connection into what previews may show (host, port, user...) and the credentials,
@@ -76,21 +59,12 @@ function sameContent(a: Content, b: Content): boolean {
 
 function split(input: pulumi.Input<ConnectionInput>): SplitConnection {
   const all = pulumi.output(input as pulumi.Input<Connection>);
-  const connection = pulumi.unsecret(
-    all.apply((c): Record<string, unknown> => {
-      const base = publicHop(c) as Record<string, unknown>;
-      if (c.proxy) base.proxy = publicHop(c.proxy);
-      if (c.sudo !== undefined) base.sudo = typeof c.sudo === "object" ? true : c.sudo;
-      return JSON.parse(JSON.stringify(base));
-    }),
-  );
+  const connection = pulumi.unsecret(all.apply((c): Record<string, unknown> => splitPlainConnection(c).connection));
   const credentials = pulumi.secret(
-    all.apply((c) => {
-      const creds: Credentials = secretHop(c);
-      if (typeof c.sudo === "object" && c.sudo !== null) creds.sudoPassword = c.sudo.password;
-      if (c.proxy) creds.proxy = secretHop(c.proxy);
+    all.apply((c): Credentials => {
+      const creds = splitPlainConnection(c).credentials;
       maskInDebugLog([creds.password, creds.privateKey, creds.privateKeyPassword, creds.sudoPassword, creds.proxy?.password, creds.proxy?.privateKey, creds.proxy?.privateKeyPassword]);
-      return JSON.parse(JSON.stringify(creds));
+      return creds;
     }),
   );
   let forReading: SplitConnection["forReading"] | undefined;

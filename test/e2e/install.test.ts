@@ -99,7 +99,9 @@ describe("installing the npm pack tarball into a fresh Pulumi project", () => {
     expect(packed).toContain("dist/sdk/index.d.ts");
     expect(packed).toContain("dist/provider/index.js");
     expect(packed).toContain("LICENSE");
-    const unwanted = packed.filter((p) => !/^(package\.json|README\.md|LICENSE|dist\/(sdk|provider)\/.+\.(js|d\.ts))$/.test(p));
+    // The provider plugin's entry script ships too, for `node_modules/.bin` on PATH (docs/api.md).
+    expect(packed).toContain("bin/pulumi-resource-conntrack");
+    const unwanted = packed.filter((p) => !/^(package\.json|README\.md|LICENSE|bin\/pulumi-resource-conntrack|dist\/(sdk|provider)\/.+\.(js|d\.ts))$/.test(p));
     expect(unwanted).toEqual([]);
   });
 

@@ -1,0 +1,80 @@
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { execFileSync } from "node:child_process";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostExec, type LabHost } from "../lab/netns";
+import { pulumiCli, testStack, type TestStack } from "./harness";
+import { installPlugin, startPluginLab, type PluginLab } from "./plugin";
+
+// Pulumi YAML for real (issue 27): examples/yaml-limits through the real pulumi CLI, the real YAML
+// language host (scripts/pulumi-yaml.sh) and the provider plugin installed from its tarball as
+// the README says, against a namespaced lab host. A namespace has its own conntrack timeouts
+// (max and hashsize are the machine's: not writable there).
+const repo = resolve(import.meta.dirname, "..", "..");
+const prefix = "pcym";
+const icmpKey = "net.netfilter.nf_conntrack_icmp_timeout";
+const udpKey = "net.netfilter.nf_conntrack_udp_timeout";
+let lab: PluginLab;
+const stacks: TestStack[] = [];
+
+const inNs = (h: LabHost, ...argv: string[]) => execFileSync("ip", ["netns", "exec", h.name, ...argv], { encoding: "utf8" }).trim();
+const timeouts = (h: LabHost) => inNs(h, "sysctl", "-n", icmpKey, udpKey).split("\n");
+const ours = async (h: LabHost) => (await hostExec(h, "ls /etc/sysctl.d /etc/udev/rules.d /var/lib 2>/dev/null | grep pulumi-conntrack || true")).stdout.trim();
+
+beforeAll(async () => {
+  lab = await startPluginLab(1, prefix);
+});
+
+afterAll(() => lab?.end(stacks));
+
+describe("Pulumi YAML through the provider plugin", () => {
+  it("examples/yaml-limits: preview, up, a drifted host's per-key diff and warning diagnostic, refresh, up, destroy", async () => {
+    const h = lab.hosts[0];
+    const before = timeouts(h);
+    const s = await testStack("yaml-limits", { host: { value: h.host }, port: { value: String(h.port) }, hostKey: { value: h.hostKey }, privateKey: { value: h.privateKey, secret: true } }, { from: join(repo, "examples", "yaml-limits") });
+    stacks.push(s);
+    await installPlugin(s, lab.tarball);
+    const keyLine = h.privateKey.split("\n")[1];
+
+    const preview = await s.preview();
+    expect(preview.changes).toMatchObject({ create: 2 });
+    expect(preview.stdout).toContain("+ conntrack:index:ConntrackLimits: (create)");
+    expect(preview.stdout).toMatch(new RegExp(`${icmpKey.replace(/\./g, "\\.")}\\s*: "${before[0]} → 10"`));
+    expect(preview.stdout).toContain("privateKey: [secret]");
+    expect(preview.stdout).not.toContain(keyLine);
+
+    const up = await s.up();
+    expect(up.changes).toMatchObject({ create: 2 });
+    expect(timeouts(h)).toEqual(["10", "20"]);
+    expect(up.outputs.live).toEqual({ [icmpKey]: "10", [udpKey]: "20" });
+    expect(up.outputs.previous).toEqual({ [icmpKey]: before[0], [udpKey]: before[1] });
+    const state = JSON.stringify(await s.state());
+    expect(state).not.toContain(keyLine);
+    expect(s.backendFiles().join("\n")).not.toContain(keyLine);
+    const converged = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+    expect(converged.code, converged.output).toBe(0);
+
+    // Someone sets the value by hand and leaves a sysctl.d file that would set it again at boot.
+    const drift = await hostExec(h, `printf '${icmpKey} = 33\\n' > /etc/sysctl.d/99-local.conf && sysctl -q -w ${icmpKey}=33`);
+    expect(drift.code, drift.stderr).toBe(0);
+    const events: EngineEvent[] = [];
+    const drifted = await s.stack.preview({ diff: true, color: "never", onEvent: (e) => events.push(e) });
+    expect(drifted.stdout).toMatch(new RegExp(`~ ${icmpKey.replace(/\./g, "\\.")}\\s*: "33" => "10"`));
+    expect(drifted.stdout).not.toMatch(new RegExp(`${udpKey.replace(/\./g, "\\.")}\\s*: "20" =>`));
+    const message = `/etc/sysctl.d/99-local.conf line 1 sets ${icmpKey} = 33 and is applied after ours at boot`;
+    const warning = events.map((e) => e.diagnosticEvent).find((d) => d?.severity === "warning" && d.message.includes(message));
+    expect(warning?.urn, JSON.stringify(events.map((e) => e.diagnosticEvent).filter(Boolean))).toMatch(/::conntrack:index:ConntrackLimits::limits$/);
+    expect(drifted.stdout).toContain(`warning: ${message}`);
+    console.log(`[figure] drifted host, pulumi preview --diff:\n${drifted.stdout}`);
+
+    const refreshed = await s.refresh();
+    expect(refreshed.drift.limits).toContain("live");
+    await s.up();
+    expect(timeouts(h)).toEqual(["10", "20"]);
+
+    expect((await hostExec(h, "rm /etc/sysctl.d/99-local.conf")).code).toBe(0);
+    await s.destroy();
+    expect(timeouts(h)).toEqual(before);
+    expect(await ours(h)).toBe("");
+  });
+});
