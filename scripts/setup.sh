@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the demo and the tests need on a fresh Debian 12 machine, and does nothing
 # twice: Debian packages, Node 22+, npm packages, the compiled package, the real pulumi CLI
-# (built from the Go module proxy once, cached), and the lab VM image (built once, cached).
+# (built from the Go module proxy once, cached), the Pulumi YAML language host (likewise), and the
+# lab VM image (built once, cached).
 # Usage: bash scripts/setup.sh        (prints what it does on stderr)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +34,8 @@ npx tsc -p tsconfig.json
 
 log "pulumi CLI"
 bash scripts/pulumi-cli.sh >/dev/null
+log "Pulumi YAML language host (for the provider plugin's YAML tests)"
+bash scripts/pulumi-yaml.sh >/dev/null
 log "lab VM image"
 bash lab/vm/build-image.sh >/dev/null
 log "ready"
