@@ -166,9 +166,13 @@ describe("FirewallState on netfilter-persistent", () => {
     const now = await ruleset();
     const firewall = (running: boolean) => stack.setConfig({ firewall: { value: JSON.stringify({ service: "netfilter-persistent", running, enabled: running }) } });
     await firewall(true);
-    const { stdout } = await stack.preview().finally(() => firewall(false));
+    // The display cuts long strings short ("..."): the whole warning is in the preview's events.
+    const warnings: string[] = [];
+    const { stdout } = await stack.stack
+      .preview({ diff: true, color: "never", onEvent: (e) => warnings.push(...((e.resourcePreEvent?.metadata.new?.inputs?.warnings as string[] | undefined) ?? [])) })
+      .finally(() => firewall(false));
     expect(stdout).toContain("starting netfilter-persistent reloads /etc/iptables/rules.v4");
-    expect(stdout).toContain("and with it the rules of other tools in these chains (Docker: DOCKER, DOCKER-USER, FORWARD; fail2ban: INPUT, f2b-sshd); pulumi-conntrack puts them back right after");
+    expect(warnings.join("\n")).toContain("and with it the rules of other tools in these chains (Docker: DOCKER, DOCKER-USER, FORWARD; fail2ban: INPUT, f2b-sshd); pulumi-conntrack puts them back right after");
     expect(await ruleset()).toBe(now);
   });
 
