@@ -101,15 +101,17 @@ export function planHost(input: HostPlanInput): HostPlan {
 /** Our files as the ledger says they should be, against what the host has. */
 function planFiles(ledger: Ledger, facts: HostFacts, backends: FileBackend[]): { writeFiles: Record<string, string>; removeFiles: string[] } {
   const items: PersistedItem[] = [];
-  const owners = new Set<string>();
+  const owners: Record<string, Set<string>> = {};
   for (const [key, item] of Object.entries(ledger.items)) {
     if (key.startsWith("token:") || !persisted(item)) continue;
     // A rule or value that was there before us is the host's own: it is not ours to persist.
     if (item.original !== null && item.original === agreedValue(item) && (key.startsWith("rule:") || key.startsWith("nft:"))) continue;
     items.push({ key, value: agreedValue(item)! });
-    for (const c of Object.values(item.owners)) if (c.persist) owners.add(c.label);
+    const kind = key.slice(0, key.indexOf(":"));
+    for (const c of Object.values(item.owners)) if (c.persist) (owners[kind] ??= new Set()).add(c.label);
   }
-  const input = { items, owners: [...owners].sort(), systemd: facts.system.systemd, sysctlPath: facts.system.sysctlPath };
+  const byKind = Object.fromEntries(Object.entries(owners).map(([kind, labels]) => [kind, [...labels].sort()]));
+  const input = { items, owners: byKind, systemd: facts.system.systemd, sysctlPath: facts.system.sysctlPath };
   const wanted: Record<string, string | undefined> = {};
   for (const b of backends) wanted[b.path] = b.render(input, facts.files[b.path], facts);
   wanted[ledgerPath] = Object.keys(ledger.items).length > 0 ? renderLedger(ledger) : undefined;

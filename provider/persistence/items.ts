@@ -12,7 +12,12 @@ export interface PersistedItem {
 
 export interface PersistInput {
   items: PersistedItem[];
-  owners: string[];
+  /**
+   * By item kind ("sysctl", "param", "module", "nft", ...), the labels of the owners that persist
+   * items of that kind: a file's header names those of the items it holds, so another resource
+   * type's owner joining the host doesn't change it (and its owner's next preview stays a no-op).
+   */
+  owners: Record<string, string[]>;
   /** The host runs systemd (systemd-sysctl exists). */
   systemd: boolean;
   /** Path of sysctl(8) on the host, for hosts without systemd. */

@@ -9,6 +9,6 @@ export const modprobeDBackend: FileBackend = {
       byModule.set(p.module, [...(byModule.get(p.module) ?? []), `${p.param}=${p.value}`]);
     }
     if (byModule.size === 0) return undefined;
-    return header("#", owners) + [...byModule].sort().map(([m, opts]) => `options ${m} ${opts.join(" ")}\n`).join("");
+    return header("#", owners.param ?? []) + [...byModule].sort().map(([m, opts]) => `options ${m} ${opts.join(" ")}\n`).join("");
   },
 };

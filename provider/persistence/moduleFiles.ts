@@ -17,7 +17,7 @@ export const moduleBlockBackend: FileBackend = {
   render({ items, owners }) {
     const modules = modulesWanted(items, "absent");
     if (modules.length === 0) return undefined;
-    return header("#", owners) + modules.map((m) => `blacklist ${m}\ninstall ${m} /bin/false\n`).join("");
+    return header("#", owners.module ?? []) + modules.map((m) => `blacklist ${m}\ninstall ${m} /bin/false\n`).join("");
   },
 };
 
@@ -27,6 +27,6 @@ export const moduleLoadBackend: FileBackend = {
   render({ items, owners }) {
     const modules = modulesWanted(items, "loaded");
     if (modules.length === 0) return undefined;
-    return header("#", owners) + modules.map((m) => `${m}\n`).join("");
+    return header("#", owners.module ?? []) + modules.map((m) => `${m}\n`).join("");
   },
 };

@@ -18,7 +18,7 @@ const nftItems = (input: PersistInput) =>
 export function renderNftInclude(input: PersistInput): string | undefined {
   const items = nftItems(input);
   if (items.length === 0) return undefined;
-  const lines = [header("#", input.owners).trimEnd(), `# Included by the last line of ${nftablesConfPath}.`, ""];
+  const lines = [header("#", input.owners.nft ?? []).trimEnd(), `# Included by the last line of ${nftablesConfPath}.`, ""];
   const own = items.filter((i) => i.family === ourTable.family && i.table === ourTable.name);
   if (own.length > 0) {
     lines.push(`table ${ourTable.family} ${ourTable.name} {`);

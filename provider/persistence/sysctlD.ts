@@ -9,6 +9,6 @@ export const sysctlDBackend: FileBackend = {
   render({ items, owners }) {
     const sysctls = sysctlItems(items).sort((a, b) => a.key.localeCompare(b.key));
     if (sysctls.length === 0) return undefined;
-    return header("#", owners) + sysctls.map((s) => `${s.key} = ${s.value}\n`).join("");
+    return header("#", owners.sysctl ?? []) + sysctls.map((s) => `${s.key} = ${s.value}\n`).join("");
   },
 };

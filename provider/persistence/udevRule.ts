@@ -17,7 +17,7 @@ export function udevRuleBackend(sysctlFile: string): FileBackend {
         const run = systemd ? `/lib/systemd/systemd-sysctl --prefix=${prefix}` : `${sysctlPath ?? "/sbin/sysctl"} -q -p ${sysctlFile}`;
         return `ACTION=="add", SUBSYSTEM=="module", KERNEL=="${m}", RUN+="${run}"\n`;
       });
-      return header("#", owners) + rules.join("");
+      return header("#", owners.sysctl ?? []) + rules.join("");
     },
   };
 }

@@ -10,6 +10,7 @@ import { planHost, type HostPlan } from "../../provider/engine/plan";
 import { conntrackLimitsKind } from "../../provider/conntrackLimits/provider";
 import { HostError } from "../../provider/transport/errors";
 import { facts } from "./helpers";
+import { moduleBlockBackend } from "../../provider/persistence/moduleFiles";
 
 const backends = conntrackLimitsKind.backends;
 const claim = (value: string, label: string, persist = true): Claim => ({ value, persist, label });
@@ -99,6 +100,26 @@ describe("ownership ledger", () => {
         expect({ id, changes: plan.changes, writeFiles: plan.writeFiles, removeFiles: plan.removeFiles }).toEqual({ id, changes: [], writeFiles: {}, removeFiles: [] });
       }
     }
+  });
+});
+
+describe("headers of persisted files", () => {
+  it("name the owners of the items each file holds: a resource of another type joining the host leaves them as they are", () => {
+    // ConntrackLimits persists a sysctl; then a KernelModuleSet on the same host persists a module.
+    // Before, every file's header listed every persisting owner, so the second one's arrival
+    // changed the first one's files behind its back and its next preview wanted to rewrite them.
+    const allBackends = [...backends, moduleBlockBackend];
+    let f = facts("debian12-vm-loaded");
+    const stepWith = (owner: string, label: string, claims: Record<string, Claim>) => {
+      const plan = planHost({ owner, labels: [label], claims, facts: f, backends: allBackends });
+      f = applied(f, plan);
+    };
+    stepWith("a", "p/s/ConntrackLimits/a", { [icmp]: claim("25", "p/s/ConntrackLimits/a") });
+    stepWith("k", "p/s/KernelModuleSet/k", { "module:xt_state": claim("absent", "p/s/KernelModuleSet/k") });
+    const again = planHost({ owner: "a", labels: ["p/s/ConntrackLimits/a"], claims: { [icmp]: claim("25", "p/s/ConntrackLimits/a") }, facts: f, backends: allBackends });
+    expect(again.writeFiles).toEqual({});
+    expect(f.files["/etc/sysctl.d/90-pulumi-conntrack.conf"]).not.toContain("KernelModuleSet");
+    expect(f.files[moduleBlockBackend.path]).toContain("p/s/KernelModuleSet/k");
   });
 });
 

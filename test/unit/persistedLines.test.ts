@@ -20,7 +20,7 @@ const input: PersistInput = {
     { key: "module:xt_state", value: "loaded" },
     { key: "nft:inet:filter:input:tcp dport 8081 meta l4proto tcp ct state untracked accept", value: "present" },
   ],
-  owners,
+  owners: Object.fromEntries(["sysctl", "param", "module", "nft"].map((kind) => [kind, owners])),
   systemd: true,
 };
 const backends: FileBackend[] = [sysctlDBackend, modprobeDBackend, moduleBlockBackend, moduleLoadBackend, udevRuleBackend(sysctlDBackend.path), nftIncludeBackend];
