@@ -234,8 +234,11 @@ export function wouldLose(unit: FirewallUnit, facts: HostFacts): string[] {
 
 /** The unit a name stands for here: Debian's iptables.service is an alias of netfilter-persistent.service. */
 export function canonicalUnit(name: FirewallUnit, facts: HostFacts): FirewallUnit {
-  const id = facts.firewalls.units[name]?.id.replace(/\.service$/, "");
-  return firewallUnits.find((u) => u === id) ?? name;
+  const unit = facts.firewalls.units[name];
+  const id = unit?.id.replace(/\.service$/, "");
+  // Debian 11 loads the alias under its own name: its unit file is netfilter-persistent's.
+  const fileOf = unit?.file?.split("/").pop()?.replace(/\.service$/, "");
+  return firewallUnits.find((u) => u === id && u !== name) ?? firewallUnits.find((u) => u === fileOf) ?? name;
 }
 
 /** The installed firewall units, each once (aliases folded into what they stand for). */

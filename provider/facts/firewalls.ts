@@ -14,6 +14,12 @@ export interface UnitState {
   active: string;
   /** UnitFileState: "enabled", "disabled", "masked", "static", "alias", "" (no unit file)... */
   enabled: string;
+  /**
+   * The unit file, symlinks resolved ("" when none). Debian 11's iptables.service is a symlink,
+   * through update-alternatives, to netfilter-persistent.service's file, which systemd 247 loads
+   * under its own name (Id iptables.service, UnitFileState "alias"): only the file tells.
+   */
+  file?: string;
 }
 
 /** A table of the live nftables ruleset (`nft list ruleset`), with its text as nft prints it. */
@@ -42,7 +48,8 @@ export const firewallsReader: FactReader<FirewallFacts> = {
   script: `
 if [ -d /run/systemd/system ]; then
   echo "systemd yes"
-  systemctl show -p Id,LoadState,ActiveState,UnitFileState ${firewallUnits.map((u) => `${u}.service`).join(" ")} 2>/dev/null | sed 's/^$/@unit-end/'
+  systemctl show -p Id,LoadState,ActiveState,UnitFileState,FragmentPath ${firewallUnits.map((u) => `${u}.service`).join(" ")} 2>/dev/null | sed 's/^$/@unit-end/' |
+    while IFS= read -r l; do case "$l" in FragmentPath=?*) echo "FragmentPath=$(readlink -f "\${l#FragmentPath=}")" ;; *) echo "$l" ;; esac; done
   echo "@unit-end"
 fi
 if command -v nft >/dev/null 2>&1 && { [ -d /sys/module/nf_tables ] || grep -qs '/nf_tables\\.ko' /lib/modules/$(uname -r)/modules.builtin; }; then
@@ -64,6 +71,7 @@ true
             exists: block.LoadState === "loaded" || block.LoadState === "masked",
             active: block.ActiveState ?? "inactive",
             enabled: block.UnitFileState ?? "",
+            file: block.FragmentPath ?? "",
           };
         }
         block = {};

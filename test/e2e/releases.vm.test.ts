@@ -99,14 +99,20 @@ describe.each(releases)("Debian %s", (release) => {
   it('FirewallState "auto": stops and disables netfilter-persistent, stays so after a reboot; destroy starts and enables it again', async () => {
     const unit = () => sh("echo $(systemctl is-active netfilter-persistent) $(systemctl is-enabled netfilter-persistent)").catch((e: Error) => e.message);
     expect(await unit()).toBe("active enabled");
+    // A firewall with a rule live and saved. On Debian 11 its iptables.service alias then looked
+    // like a second running firewall to "auto".
+    const rule = "-A INPUT -p tcp -m tcp --dport 9 -j DROP";
+    await sh(`iptables ${rule} && netfilter-persistent save`);
     const s = await stackOf("firewall", [{ type: "FirewallState", name: "fw", args: { service: "auto", running: false, enabled: false } }]);
     await s.up();
     expect(await sh("systemctl is-enabled netfilter-persistent || true")).toBe("disabled");
     await rebootVm(vmName);
     await noChanges(s, "a reboot");
     expect(await sh("systemctl is-active netfilter-persistent || true")).toBe("inactive");
+    expect(await sh("iptables -S INPUT")).not.toContain(rule);
     await s.destroy();
     expect(await unit()).toBe("active enabled");
+    expect(await sh("iptables -S INPUT")).toContain(rule);
     expect(await sh(oursScript)).toBe("");
   });
 });

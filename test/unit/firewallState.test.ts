@@ -64,7 +64,7 @@ describe("firewalls facts", () => {
   it("reads every unit from one systemctl show, Debian's iptables.service as the alias it is", () => {
     const f = firewalls("debian12-default");
     expect(f.systemd).toBe(true);
-    expect(f.units["netfilter-persistent"]).toEqual({ id: "netfilter-persistent.service", exists: true, active: "active", enabled: "enabled" });
+    expect(f.units["netfilter-persistent"]).toEqual({ id: "netfilter-persistent.service", exists: true, active: "active", enabled: "enabled", file: "" });
     expect(f.units.firewalld).toMatchObject({ exists: true, active: "inactive", enabled: "disabled" });
     expect(f.units.ufw).toMatchObject({ exists: false });
     expect(f.units.iptables?.id).toBe("netfilter-persistent.service");
@@ -122,6 +122,15 @@ describe("FirewallState planner", () => {
     expect(want(stop, host("debian12-default", forwarding)).blockers).toEqual([
       "stopping netfilter-persistent would remove rules this host may rely on:\n  iptables -t filter -A FORWARD -s 10.99.0.0/24 -j ACCEPT (forwarding)\nremove or move them first, or set force: true",
     ]);
+  });
+
+  it('"auto" on Debian 11 (systemd 247 loads iptables.service, an alias through update-alternatives, under its own name): one firewall, netfilter-persistent', () => {
+    // Captured on the lab's Debian 11 VM with one rule live (test/fixtures/firewalls/README.md).
+    const f = host("debian11-default", dropPort80);
+    expect(f.firewalls.units.iptables).toMatchObject({ id: "iptables.service", enabled: "alias", file: "/usr/lib/systemd/system/netfilter-persistent.service" });
+    expect(resolveAuto(f)).toEqual({ unit: "netfilter-persistent", why: "it is the firewall running here" });
+    expect(want({ ...stop, service: "auto" }, f).blockers).toEqual([]);
+    expect(Object.keys(want({ ...stop, service: "iptables" }, f).claims)).toEqual(["service-running:netfilter-persistent", "service-enabled:netfilter-persistent"]);
   });
 
   it('"auto" finds the firewall that runs, says so, and asks to name one when it can\'t tell', () => {
