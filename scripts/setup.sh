@@ -36,6 +36,7 @@ log "pulumi CLI"
 bash scripts/pulumi-cli.sh >/dev/null
 log "Pulumi YAML language host (for the provider plugin's YAML tests)"
 bash scripts/pulumi-yaml.sh >/dev/null
-log "lab VM image"
+log "lab VM images (Debian 12, and 11 for the release matrix)"
 bash lab/vm/build-image.sh >/dev/null
+PULUMI_CONNTRACK_DEBIAN_RELEASE=bullseye bash lab/vm/build-image.sh >/dev/null
 log "ready"
