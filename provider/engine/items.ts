@@ -1,7 +1,7 @@
 import type { HostFacts } from "../facts/host";
 import { hasToken, iptablesConfigPath, withToken } from "../persistence/iptablesConfig";
 import { isOurs, key, ownComment, parseRuleset, withComment, words, type Ruleset } from "../facts/iptablesRules";
-import { iptablesTool, restoreTool } from "../facts/firewallRules";
+import { iptablesTool, restoreLines } from "../facts/firewallRules";
 import { pipeInto, runIf, writeFile, writeValue, type Step } from "./commands";
 import { serviceEnabled, serviceRunning } from "./serviceItems";
 import { moduleDriver } from "./moduleItems";
@@ -133,7 +133,7 @@ const rule: ItemDriver = {
       if (byTable.size === 0) continue;
       const input = [...byTable].map(([table, lines]) => `*${table}\n${lines.join("\n")}\nCOMMIT\n`).join("");
       const summary = [...byTable].map(([t, l]) => `${t} ${l.length}`).join(", ");
-      steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, ...restoreTool(family, "--noflush")));
+      steps.push(pipeInto(`change ${family === "v4" ? "iptables" : "ip6tables"} rules in one transaction (${summary})`, input, ...restoreLines(family)));
     }
     return steps;
   },

@@ -4,7 +4,7 @@ import type { HostFacts } from "../facts/host";
 import { lineKey } from "../facts/iptablesRules";
 import { putBack, RulesetEdit, tablesOf, takeOut, type Party } from "../facts/rulesetEdit";
 import { ledgerPath, parseLedger } from "./ledger";
-import { afterStart, afterStop, byLines, iptablesFamiliesOf, neighbourParty, nftTablesOf, restoreTool, runningState, savedPath, serviceParty, unitActive, type Family } from "../facts/firewallRules";
+import { afterStart, afterStop, byLines, iptablesFamiliesOf, neighbourParty, nftTablesOf, restoreLines, runningState, savedPath, serviceParty, unitActive, type Family } from "../facts/firewallRules";
 
 /**
  * Ledger items of FirewallState:
@@ -61,7 +61,7 @@ function savedNftTables(text: string): NftTable[] {
 /** The edit's lines as one `iptables-restore --noflush` transaction; nothing when it has none. */
 function restoreStep(name: string, f: Family, edit: RulesetEdit): Step[] {
   const input = edit.input();
-  return input === "" ? [] : [pipeInto(name, input, ...restoreTool(f, "--noflush"))];
+  return input === "" ? [] : [pipeInto(name, input, ...restoreLines(f))];
 }
 
 /** What a phase of a change runs on the host, and the rulesets it leaves there (planned purely). */

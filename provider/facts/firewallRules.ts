@@ -25,8 +25,11 @@ export const families: Family[] = ["v4", "v6"];
  * once. When the wait runs out, iptables says so in its own words, which our error carries.
  */
 export const xtablesWaitSeconds = 30;
-/** iptables-restore (or ip6tables-restore) that waits for the xtables lock, with further arguments. */
-export const restoreTool = (f: Family, ...more: string[]) => [f === "v4" ? "iptables-restore" : "ip6tables-restore", "-w", String(xtablesWaitSeconds), ...more];
+/**
+ * iptables-restore (or ip6tables-restore) that changes rules line by line (--noflush: no table is
+ * replaced, so other tools' rules stay) and waits for the xtables lock. The only way we restore.
+ */
+export const restoreLines = (f: Family) => [f === "v4" ? "iptables-restore" : "ip6tables-restore", "-w", String(xtablesWaitSeconds), "--noflush"];
 /** iptables (or ip6tables) on one table, waiting for the xtables lock, with further arguments. */
 export const iptablesTool = (f: Family, table: string, ...more: string[]) => [f === "v4" ? "iptables" : "ip6tables", "-w", String(xtablesWaitSeconds), "-t", table, ...more];
 const saveTool = (f: Family) => (f === "v4" ? "iptables" : "ip6tables");
