@@ -1,5 +1,5 @@
-import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -85,9 +85,28 @@ afterAll(async () => {
 });
 
 describe("installing the npm pack tarball into a fresh Pulumi project", () => {
-  it("npm pack builds the package and ships only what users need", () => {
+  it("npm pack builds the package and ships only what users need, and the checkout's dist/ stays whole meanwhile", async () => {
     const t = Date.now();
-    const r = ok("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo });
+    // The other lab files run programs from this checkout's dist/ while this one packs it.
+    const watched = join(repo, "dist", "provider", "index.js");
+    const packing = new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+      const child = spawn("npm", ["pack", "--json", "--pack-destination", dir], { cwd: repo, env });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("close", (code) => done({ code, stdout, stderr }));
+    });
+    let missing = 0;
+    let finished = false;
+    void packing.then(() => (finished = true));
+    while (!finished) {
+      if (!existsSync(watched)) missing++;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const r = await packing;
+    if (r.code !== 0) throw new Error(`npm pack → exit ${r.code}\n${r.stdout}${r.stderr}`);
+    expect(missing, "times dist/provider/index.js was missing while npm pack ran").toBe(0);
     console.log(`[figure] npm pack (prepare builds dist/): ${Date.now() - t} ms`);
     const [info] = JSON.parse(r.stdout.slice(r.stdout.indexOf("["))) as Array<{ filename: string; size: number; files: Array<{ path: string }> }>;
     tarball = join(dir, info.filename);
