@@ -8,7 +8,7 @@ import { parseTarget, toTarget, type HostTarget } from "../transport/target";
 import { previewFacts, seedPreviewFacts } from "./hostFacts";
 import { declareIntents } from "./hostIntents";
 import { liveValue } from "./items";
-import { ledgerPath } from "./ledger";
+import { LedgerError, ledgerPath } from "./ledger";
 import { currentLedger, ownersLabelled, planHost, type HostPlan } from "./plan";
 import { labelOf, usablePrefetch, type BaseInputs, type BaseOutputs, type CheckFailure, type Checked, type Diffed, type ResourceSpec } from "./resource";
 import { claimsOf, conflictMessages, converge, type FactsView, type Wanted } from "./transaction";
@@ -127,6 +127,29 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
     return said.length > 0 ? { ...outputs, warnings: [...said, ...(outputs.warnings ?? [])] } : outputs;
   }
 
+  /** check's plan of a resource whose settings and host are known, from the host's facts. */
+  function planChecked(inputs: BaseInputs, news: BaseInputs, olds: BaseInputs | undefined, settings: S, target: HostTarget, facts: HostFacts): Checked {
+    const label = labelOf(kind.type, news);
+    // A clash with another resource of this program comes first: it names both, where the
+    // host's ledger (a blocker below) can only name the one already applied.
+    const wanted = kind.want(settings, facts, { label });
+    const values = Object.fromEntries(Object.entries(wanted.claims).map(([item, c]) => [spec.display(item), c.value]));
+    const clashes = declareIntents(target.key, label, { ...(kind.intents?.(settings, facts) ?? { needs: [], removes: [] }), values });
+    if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
+    if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+    const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
+    const mine = ownersLabelled(currentLedger(facts), labels);
+    let plan = mine.length === 0 ? spec.legacy?.preview(settings, facts, news, target) : undefined;
+    let hostPlan: HostPlan | undefined;
+    if (!plan) {
+      hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: kind.backends, unreadable: "(module not loaded)" });
+      if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+      plan = describe(spec, hostPlan, wanted, facts);
+    }
+    differsFromHost.set(runKey(news), Object.keys(plan).length > 0);
+    return { inputs, plan, after: afterUp(spec, wanted, hostPlan), warnings: wanted.warnings, notes: spec.notes?.(settings, facts) };
+  }
+
   const newOwnerId = (props: BaseInputs) => `${props.scope ?? "-"}/${props.owner}#${randomBytes(4).toString("hex")}`;
 
   return {
@@ -169,25 +192,13 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
         if (isUnreachable(err)) return unreachable((err as Error).message);
         throw err;
       }
-      const label = labelOf(kind.type, news);
-      // A clash with another resource of this program comes first: it names both, where the
-      // host's ledger (a blocker below) can only name the one already applied.
-      const wanted = kind.want(settings.data, facts, { label });
-      const values = Object.fromEntries(Object.entries(wanted.claims).map(([item, c]) => [spec.display(item), c.value]));
-      const clashes = declareIntents(target.key, label, { ...(kind.intents?.(settings.data, facts) ?? { needs: [], removes: [] }), values });
-      if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
-      if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
-      const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
-      const mine = ownersLabelled(currentLedger(facts), labels);
-      let plan = mine.length === 0 ? spec.legacy?.preview(settings.data, facts, news, target) : undefined;
-      let hostPlan: HostPlan | undefined;
-      if (!plan) {
-        hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: kind.backends, unreadable: "(module not loaded)" });
-        if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
-        plan = describe(spec, hostPlan, wanted, facts);
+      try {
+        return planChecked(inputs, news, olds, settings.data, target, facts);
+      } catch (err) {
+        // A ledger broken by hand: the host's name, the file and the fix, not a stack trace.
+        if (err instanceof LedgerError) return { failures: [{ property: "connection", reason: `${target.label}: ${err.message}` }] };
+        throw err;
       }
-      differsFromHost.set(runKey(news), Object.keys(plan).length > 0);
-      return { inputs, plan, after: afterUp(spec, wanted, hostPlan), warnings: wanted.warnings, notes: spec.notes?.(settings.data, facts) };
     },
 
     diff(olds, news) {

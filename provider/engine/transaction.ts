@@ -8,7 +8,7 @@ import { awaitJobs, startJob } from "./hostJobs";
 import { withHostTransaction } from "./hostLock";
 import { guardedApply, revertSteps } from "./lockoutGuard";
 import { driverOf, type ItemDriver } from "./items";
-import { ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
+import { LedgerError, ledgerDir, ledgerPath, renderLedger, type Claim } from "./ledger";
 import { readHostFacts } from "./hostFacts";
 import { currentLedger, hasWork, planHost, type HostPlan, type HostPlanInput } from "./plan";
 
@@ -75,10 +75,12 @@ export function converge<S>(kind: ResourceKind<S>, target: HostTarget, owner: Ow
   return withHostTransaction(target, async (stillLocked, earlier) => {
     try {
       return { ...(await convergeLocked(kind, target, owner, settings, options.view ?? asIs, stillLocked)), earlier };
-    } catch (err) {
+    } catch (thrown) {
+      // A ledger broken by hand stops the change before it starts: say on which host.
+      const err = thrown instanceof LedgerError ? new HostError(target.label, "config", thrown.message) : thrown;
       // After a lockout the host has reverted by itself, and our connection may be gone.
       const reverted = err instanceof HostError && err.layer === "lockout";
-      if (options.rollback && settings !== undefined && !reverted) {
+      if (options.rollback && settings !== undefined && !reverted && !(thrown instanceof LedgerError)) {
         // An apply whose waiter gave up may still run on the host: plan the rollback only from
         // facts read after it ended. Without the host lock (its connection was cut too) there is
         // no rollback to wait for.

@@ -205,6 +205,25 @@ describe("the ownership ledger through pulumi", () => {
     await s.destroy();
   });
 
+  it("a ledger that isn't ours to read (broken by hand) fails preview and up naming the host and the file, changing nothing", async () => {
+    const h = hosts[3];
+    const path = "/var/lib/pulumi-conntrack/ledger.json";
+    expect((await hostExec(h, `mkdir -p /var/lib/pulumi-conntrack && printf '{"format":' > ${path}`)).code).toBe(0);
+    try {
+      const s = await stackOn(h, { timeouts: { udp: 22 } });
+      const label = `root@${h.host}:22`;
+      const previewErr = String(await s.preview().then(() => undefined, (e: Error) => e));
+      expect(previewErr).toContain(`${label}: ${path} is not valid JSON`);
+      const upErr = String(await s.up().then(() => undefined, (e: Error) => e));
+      expect(upErr).toContain(`${label}: ${path} is not valid JSON`);
+      expect(upErr).toContain("fix or remove it by hand");
+      expect(sysctl(h, "udp_timeout")).toBe("30");
+      expect((await hostExec(h, `cat ${path}`)).stdout).toBe('{"format":');
+    } finally {
+      await hostExec(h, "rm -rf /var/lib/pulumi-conntrack");
+    }
+  });
+
   it("a host whose /run can't be written is refused before any change, saying why (no world-writable fallback)", async () => {
     const h = hosts[2];
     expect((await hostExec(h, "mount -o remount,ro /run")).code).toBe(0);
