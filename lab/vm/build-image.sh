@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) a Debian VM image of the pulumi-conntrack test lab: Debian 12 (bookworm) by
-# default, or 11 (bullseye) or 13 (trixie) with PULUMI_CONNTRACK_DEBIAN_RELEASE.
+# default, or 11 (bullseye) or 13 (trixie) with PULUMI_CONNTRACK_DEBIAN_RELEASE. A release may name
+# a variant after a "+": "bookworm+ufw" has ufw instead of iptables-persistent (Debian's ufw
+# Breaks netfilter-persistent: a host has one or the other).
 #
 # Everything comes from Debian's packages: debootstrap --variant=minbase RELEASE, the cloud kernel,
 # systemd, openssh-server, iptables (+ iptables-persistent), conntrack. The image carries NO SSH
@@ -8,7 +10,7 @@
 # fw_cfg entries chosen by the lab (lab/vm/vm.sh), so each VM instance has its own host key.
 #
 # Output, cached outside the repo:
-#   ${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}/vm/<release>-<recipe-hash>/
+#   ${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}/vm/<release>[+<variant>]-<recipe-hash>/
 #     rootfs.img  (ext4, 3 GiB sparse; the root fs, /dev/vda in the guest)
 #     vmlinuz, initrd.img, cmdline (kernel command line for -append), kernel-release, manifest
 #     complete    (written last; a dir without it is never used)
@@ -29,7 +31,13 @@ for tool in debootstrap mkfs.ext4 chroot sha256sum flock; do
 done
 
 RELEASE=${PULUMI_CONNTRACK_DEBIAN_RELEASE:-bookworm}
-[[ $RELEASE =~ ^(bullseye|bookworm|trixie)$ ]] || die "PULUMI_CONNTRACK_DEBIAN_RELEASE must be bullseye, bookworm or trixie (got '$RELEASE')"
+[[ $RELEASE =~ ^(bullseye|bookworm|trixie)(\+ufw)?$ ]] || die "PULUMI_CONNTRACK_DEBIAN_RELEASE must be bullseye, bookworm or trixie, optionally +ufw (got '$RELEASE')"
+SUITE=${RELEASE%%+*}
+# The firewall packages: iptables-persistent (netfilter-persistent) by default, ufw in its variant.
+case $RELEASE in
+  *+ufw) PERSISTENT=ufw ;;
+  *) PERSISTENT=iptables-persistent ;;
+esac
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
 HASH=$(sha256sum "$SCRIPT" | cut -c1-16)
 CACHE=${PULUMI_CONNTRACK_CACHE:-$HOME/.cache/pulumi-conntrack}
@@ -83,7 +91,7 @@ echo "build-image: building recipe $HASH of $RELEASE in $WORK (mirror $MIRROR)" 
 # sudo: the privilege tests log in as users other than root, as production hosts are reached.
 debootstrap --variant=minbase \
   --include=systemd-sysv,udev,dbus,openssh-server,iptables,kmod,procps,iproute2,initramfs-tools,conntrack,sudo \
-  "$RELEASE" "$ROOT" "$MIRROR" >&2
+  "$SUITE" "$ROOT" "$MIRROR" >&2
 T_DEBOOTSTRAP=$(( $(date +%s) - START ))
 
 # --- 2. guest configuration (before the kernel, so its initramfs is built once, right) -------------
@@ -106,8 +114,8 @@ virtio_blk
 EOF
 
 # --- 3. kernel, iptables-persistent, and the other firewalls' packages -----------------------------
-# nftables and firewalld are installed but disabled: a test that needs a host whose firewall is
-# native nftables or firewalld enables it (firewalld conflicts with netfilter-persistent's unit).
+# nftables and firewalld are installed but disabled, and ufw in its variant: a test that needs a
+# host whose firewall is one of them enables it (firewalld conflicts with netfilter-persistent's unit).
 # iptables-persistent's postinst would save the *current* rules if these answers were true; in a
 # chroot "current" means the build host's rules.
 cat >"$ROOT/tmp/preseed" <<'EOF'
@@ -117,7 +125,7 @@ EOF
 in_root debconf-set-selections /tmp/preseed
 rm -f "$ROOT/tmp/preseed"
 mount -t proc proc "$ROOT/proc"
-in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 iptables-persistent nftables firewalld >&2
+in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 "$PERSISTENT" nftables firewalld >&2
 umount "$ROOT/proc"
 in_root apt-get clean
 rm -rf "$ROOT"/var/lib/apt/lists/*
@@ -161,8 +169,12 @@ cat >"$ROOT/etc/systemd/journald.conf.d/lab-vm.conf" <<'EOF'
 Storage=volatile
 RuntimeMaxUse=32M
 EOF
-in_root systemctl enable netfilter-persistent.service >&2
-in_root systemctl disable firewalld.service nftables.service >&2
+if [[ $PERSISTENT == ufw ]]; then
+  in_root systemctl disable firewalld.service nftables.service ufw.service >&2
+else
+  in_root systemctl enable netfilter-persistent.service >&2
+  in_root systemctl disable firewalld.service nftables.service >&2
+fi
 
 # Drivers udev would autoload for the emulated machine (-cpu max has svm/vmx; i440fx has IDE) that
 # only cost boot time under emulation.
@@ -199,7 +211,7 @@ EOF
 
 # OpenSSH 8.4 (bullseye) knows this option only by its older name.
 kbd=KbdInteractiveAuthentication
-[[ $RELEASE != bullseye ]] || kbd=ChallengeResponseAuthentication
+[[ $SUITE != bullseye ]] || kbd=ChallengeResponseAuthentication
 sed -i "s/@KBD_INTERACTIVE@/$kbd/" "$ROOT/etc/ssh/sshd_config.d/pulumi-conntrack.conf"
 
 cat >"$ROOT/usr/local/sbin/pulumi-conntrack-identity" <<'EOF'
@@ -310,13 +322,14 @@ WORK=
 # Older recipes' images of this release go (a stopped VM whose image is gone gets a fresh disk at
 # its next boot; a running one keeps its open file), and images of the days before releases had
 # names. Also leftovers of builds that died (their recipe's lock is free). Other releases stay.
+release_re=${RELEASE//+/\\+} # "bookworm+ufw" as a regex
 for d in "$VMCACHE"/*/ "$VMCACHE"/.build-*/; do
   d=${d%/}
   [[ -d $d ]] || continue
   b=$(basename "$d")
-  if [[ $b =~ ^($RELEASE-)?[0-9a-f]{16}$ ]]; then
+  if [[ $b =~ ^($release_re-)?[0-9a-f]{16}$ ]]; then
     [[ $b != "$RELEASE-$HASH" ]] || continue
-  elif [[ $b =~ ^\.build-($RELEASE-[0-9a-f]{16})\. ]]; then
+  elif [[ $b =~ ^\.build-($release_re-[0-9a-f]{16})\. ]]; then
     if [[ ${BASH_REMATCH[1]} != "$RELEASE-$HASH" ]]; then
       flock -n "$VMCACHE/.lock-${BASH_REMATCH[1]}" true || continue # being built right now
     fi

@@ -3,7 +3,8 @@
 # through a 127.0.0.1 port forward.
 #
 #   vm.sh boot NAME [RELEASE]  start (or resume) VM NAME, Debian 12 (bookworm) unless RELEASE says
-#                         bullseye or trixie; prints its host.json as the last stdout line
+#                         bullseye or trixie (bookworm+ufw: ufw instead of netfilter-persistent);
+#                         prints its host.json as the last stdout line
 #   vm.sh reboot NAME     reboot the guest, wait until SSH is back with the same host key
 #   vm.sh poweroff NAME   clean shutdown; the disk, keys and port are kept for the next `boot`
 #   vm.sh destroy NAME    stop qemu (identified by our pid file only) and remove the run dir
@@ -178,7 +179,7 @@ lock_vm() {
 cmd_boot() {
   local name=$1 release=${2:-bookworm} dir image machine_id start attempt err pid
   check_name "$name"
-  [[ $release =~ ^(bullseye|bookworm|trixie)$ ]] || die "bad release '$release' (bullseye, bookworm or trixie)"
+  [[ $release =~ ^(bullseye|bookworm|trixie)(\+ufw)?$ ]] || die "bad release '$release' (bullseye, bookworm or trixie, optionally +ufw: lab/vm/build-image.sh)"
   dir=$VM_ROOT/$name
   mkdir -p "$dir"
   lock_vm "$name"

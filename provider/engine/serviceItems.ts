@@ -83,6 +83,10 @@ function stopPhase(unit: FirewallUnit, facts: HostFacts, state: Rulesets, active
   const steps: Step[] = [];
   const after = { ...state };
   const stop = run(`stop ${unit}.service`, "systemctl", "stop", `${unit}.service`);
+  // `ufw enable` loads ufw's rules without starting its unit, whose stop (ufw-init stop) is what
+  // takes them out: a stop of the inactive unit would do nothing. Its start, with the rules
+  // loaded, only marks it active ("Firewall already started").
+  if (unit === "ufw" && !active) steps.push(run("start ufw.service, so that its stop takes out the rules `ufw enable` loaded", "systemctl", "start", "ufw.service"));
   const stopFirst = unit === "iptables" || unit === "ip6tables";
   if (stopFirst) steps.push(stop);
   for (const f of byLines(unit) ? iptablesFamiliesOf(unit) : []) {

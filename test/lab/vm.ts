@@ -57,9 +57,11 @@ const REBOOT_TIMEOUT_MS = 6 * 60_000;
 
 /** The Debian releases the lab builds VM images of (lab/vm/build-image.sh). */
 export type DebianRelease = "bullseye" | "bookworm" | "trixie";
+/** A release's image, or its variant with ufw instead of netfilter-persistent (they conflict). */
+export type LabImage = DebianRelease | `${DebianRelease}+ufw`;
 
 /** Start VM `name` (or resume it after powerOffVm, same disk and host key); resolves once SSH answers. */
-export async function bootVm(name: string, release: DebianRelease = "bookworm"): Promise<LabHost> {
+export async function bootVm(name: string, release: LabImage = "bookworm"): Promise<LabHost> {
   checkName(name);
   return labHostFromJson(lastJsonLine(await vmScript(["boot", name, release], BOOT_TIMEOUT_MS)));
 }

@@ -200,6 +200,14 @@ describe("service items", () => {
     expect(steps[4].shell).toBe(`printf %s ${Buffer.from(input).toString("base64")} | base64 -d | iptables-restore -w 30 --noflush`);
   });
 
+  it("ufw's rules loaded by `ufw enable` with its unit inactive: its unit is started first, so that its own stop takes them out", () => {
+    const ufwLive = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-user-input - [0:0]\n-A INPUT -j ufw-user-input\n-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+    const base = host("debian12-default", ufwLive);
+    const ufw = (active: string) => ({ ...base, firewalls: { ...base.firewalls, units: { ...base.firewalls.units, ufw: { id: "ufw.service", exists: true, active, enabled: "enabled", file: "/usr/lib/systemd/system/ufw.service" } } } });
+    expect(names(serviceRunning.set([{ name: "ufw", to: "stopped" }], ufw("inactive")))).toEqual(["start ufw.service, so that its stop takes out the rules `ufw enable` loaded", "stop ufw.service"]);
+    expect(names(serviceRunning.set([{ name: "ufw", to: "stopped" }], ufw("active")))).toEqual(["stop ufw.service"]);
+  });
+
   it("a start puts back the rules a stop saved that aren't live, then forgets them", () => {
     const saved = { ...f, iptables: { ...f.iptables, v4: emptied }, files: { ...f.files, "/var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4": dropPort80 } };
     const steps = serviceRunning.set([{ name: "netfilter-persistent", to: "running" }], saved);
