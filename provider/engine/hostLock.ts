@@ -1,3 +1,4 @@
+import { floorBlockers } from "../facts/tools";
 import { HostError } from "../transport/errors";
 import { session, withHostLock } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
@@ -24,9 +25,12 @@ function lockScript(waitSeconds: number): string {
     sh`echo ${ready}`,
     sh`while b=$(timeout ${heartbeat.leaseSeconds} head -n 1) && [ "$b" = beat ]; do :; done`,
   ].join("\n");
+  // A flock that fails for want of a flag (busybox's has no -w) isn't a lock held by someone:
+  // say which, by the probe the facts read uses (a preview refuses such a host before this).
+  const [noFlock] = floorBlockers({ missing: [], lacking: ["flock"] });
   return [
     hostStateDir,
-    sh`flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c ${`d=$1; ${holder}`} sh "$d" || { s=$?; echo ${`another pulumi-conntrack change held this host for ${waitSeconds} s`} "(lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
+    sh`flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c ${`d=$1; ${holder}`} sh "$d" || { s=$?; flock -s -w 1 -o / true >/dev/null 2>&1 || { echo ${noFlock} >&2; exit $s; }; echo ${`another pulumi-conntrack change held this host for ${waitSeconds} s`} "(lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
   ].join("\n");
 }
 

@@ -1,0 +1,85 @@
+import type { FactReader } from "./reader";
+
+/**
+ * The tool floor: the commands (and the flags of them that not every implementation has) that
+ * the host-side scripts of every change use, whatever the resource: the host lock and the jobs
+ * (provider/engine/hostLock.ts, hostJobs.ts), the lockout guard, file writes and the fact readers.
+ * Tools only some resources need (iptables, nft, firewall-cmd, systemctl, modprobe, ...) are each
+ * resource's own business: its planner refuses a host without them, naming them. docs/api.md
+ * ("What a managed host needs") lists both, and a lab test runs the scripts with busybox's
+ * applets first on PATH.
+ */
+export interface FloorTool {
+  /** The command, as the scripts call it. */
+  name: string;
+  /** What the scripts need of it, in a user's words ("flock with -w and -o"). */
+  needs: string;
+  /** Where a host gets it: the package and version that have it. */
+  from: string;
+}
+
+/** Commands our scripts run that must be on the PATH of the SSH session, as they are. */
+export const floorCommands: FloorTool[] = [
+  { name: "flock", needs: "flock with -w and -o", from: "util-linux's flock (busybox's has neither flag)" },
+  { name: "setsid", needs: "setsid", from: "util-linux, or busybox" },
+  { name: "timeout", needs: "timeout", from: "GNU coreutils ≥ 7.0, or busybox" },
+  { name: "base64", needs: "base64 with -w0", from: "GNU coreutils, or busybox" },
+  { name: "sleep", needs: "sleep that takes fractions of a second (sleep 0.2)", from: "GNU coreutils, or busybox" },
+  ...["cat", "head", "tail", "grep", "sed", "awk", "tr", "sort", "uname"].map((name) => ({ name, needs: name, from: "GNU coreutils/grep/sed/gawk or mawk, or busybox" })),
+  ...["mkdir", "mv", "cp", "rm", "rmdir", "chmod", "touch"].map((name) => ({ name, needs: name, from: "GNU coreutils, or busybox" })),
+];
+
+/**
+ * Flags some implementations lack, each probed by running it harmlessly. `flock -s` takes a
+ * shared lock on "/" for as long as `true` runs: it creates nothing, and no one's lock waits for it.
+ */
+const flagProbes: Array<{ name: string; probe: string }> = [
+  { name: "flock", probe: "flock -s -w 5 -o / true" },
+  { name: "base64", probe: "base64 -w0 </dev/null" },
+  { name: "sleep", probe: "sleep 0.0" },
+];
+
+/** What of the floor a host lacks; both empty on a host that has it all (a base Debian, Ubuntu or RHEL). */
+export interface ToolFacts {
+  /** Commands not on the SSH session's PATH. */
+  missing: string[];
+  /** Commands there but without a flag the scripts use. */
+  lacking: string[];
+}
+
+// Reading changes nothing and costs few processes where all is there: `command -v` is the
+// shell's own, and the flags are probed in one chain (flock runs base64, then sleep); only when
+// that chain fails is each flag probed alone, to name the one missing.
+export const toolsReader: FactReader<ToolFacts> = {
+  name: "tools",
+  script: `
+for t in ${floorCommands.map((t) => t.name).join(" ")}; do command -v $t >/dev/null 2>&1 || echo "missing $t"; done
+{ flock -s -w 5 -o / base64 -w0 </dev/null && sleep 0.0; } >/dev/null 2>&1 || {
+${flagProbes.map((p) => `  { ${p.probe}; } >/dev/null 2>&1 || echo "lacks ${p.name}"`).join("\n")}
+}
+true
+`,
+  parse(lines) {
+    const missing = new Set<string>();
+    const lacking = new Set<string>();
+    for (const line of lines) {
+      const [tag, name, ...rest] = line.trim().split(/\s+/);
+      if (rest.length > 0 || !name || !floorCommands.some((t) => t.name === name)) continue;
+      if (tag === "missing") missing.add(name);
+      else if (tag === "lacks") lacking.add(name);
+    }
+    return { missing: [...missing].sort(), lacking: [...lacking].filter((n) => !missing.has(n)).sort() };
+  },
+};
+
+/**
+ * Why this host can't take a change (empty when it can): one reason per tool, naming it, what
+ * the scripts need of it and where to get it. Pure.
+ */
+export function floorBlockers(tools: ToolFacts): string[] {
+  const tool = (name: string) => floorCommands.find((t) => t.name === name)!;
+  return [
+    ...tools.missing.map((n) => `needs ${tool(n).needs} (${tool(n).from}), and the host's SSH session has no ${n} on its PATH: install it, then run again`),
+    ...tools.lacking.map((n) => `needs ${tool(n).needs} (${tool(n).from}), and the host's ${n} lacks that: install it (first on the SSH session's PATH), then run again`),
+  ];
+}
