@@ -20,7 +20,7 @@ export interface FloorTool {
 
 /** Commands our scripts run that must be on the PATH of the SSH session, as they are. */
 export const floorCommands: FloorTool[] = [
-  { name: "flock", needs: "flock with -w and -o", from: "util-linux's flock (busybox's has neither flag)" },
+  { name: "flock", needs: "flock with -w and -o", from: "util-linux's flock; busybox's has neither flag" },
   { name: "setsid", needs: "setsid", from: "util-linux, or busybox" },
   { name: "timeout", needs: "timeout", from: "GNU coreutils ≥ 7.0, or busybox" },
   { name: "base64", needs: "base64 with -w0", from: "GNU coreutils, or busybox" },
