@@ -85,25 +85,28 @@ describe("the host tool floor", () => {
     expect(withBusybox.tools).toEqual({ missing: [], lacking: [] });
   });
 
-  it("ConntrackLimits and NotrackRule: up (the lockout guard armed and disarmed), a no-op preview and destroy, with busybox's tools", async () => {
+  it("ConntrackLimits and NotrackRule: up (the lockout guard armed and disarmed), an update, a no-op preview and destroy, with busybox's tools", async () => {
     const before = { udp: sysctl(bb, "udp_timeout"), icmp: sysctl(bb, "icmp_timeout") };
-    const s = await testStack("declared", {
-      connection: { value: JSON.stringify(connection(bb)), secret: true },
-      declared: {
-        value: JSON.stringify([
-          { type: "ConntrackLimits", name: "limits", args: { timeouts: { udp: 41, icmp: 27 } } },
-          { type: "NotrackRule", name: "notrack", args: { ports: [8080], side: "server", persist: false } },
-        ]),
-      },
+    const declared = (udp: number) => ({
+      value: JSON.stringify([
+        { type: "ConntrackLimits", name: "limits", args: { timeouts: { udp, icmp: 27 } } },
+        { type: "NotrackRule", name: "notrack", args: { ports: [8080], side: "server", persist: false } },
+      ]),
     });
+    const s = await testStack("declared", { connection: { value: JSON.stringify(connection(bb)), secret: true }, declared: declared(41) });
     stacks.push(s);
     await s.up();
     expect([sysctl(bb, "udp_timeout"), sysctl(bb, "icmp_timeout")]).toEqual(["41", "27"]);
     expect(rules(bb)).toMatch(/^-A PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment "?pulumi-conntrack"? -j CT --notrack$/m);
     // The rules went in under the lockout guard (its timer detached with setsid, then disarmed).
     await run(bb, "test -d /run/pulumi-conntrack-guard");
-    // Written by the first resource, rewritten in place by the second (cp -p: its mode stays).
-    expect((await run(bb, "ls -l /var/lib/pulumi-conntrack/ledger.json")).slice(0, 10)).toBe("-rw-------");
+    // A file rewritten keeps the mode it has (cp -p; busybox's chmod has no --reference).
+    const conf = "/etc/sysctl.d/90-pulumi-conntrack.conf";
+    await run(bb, `chmod 0640 ${conf}`);
+    await s.setConfig({ declared: declared(42) });
+    await s.up();
+    expect(sysctl(bb, "udp_timeout")).toBe("42");
+    expect(await run(bb, `grep -c 'udp_timeout = 42' ${conf}; ls -l ${conf} | cut -c1-10`)).toBe("1\n-rw-r-----\n");
     expect((await s.preview()).changes).toEqual({ same: 3 });
     await s.destroy();
     expect({ udp: sysctl(bb, "udp_timeout"), icmp: sysctl(bb, "icmp_timeout") }).toEqual(before);
