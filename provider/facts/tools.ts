@@ -5,33 +5,36 @@ import type { FactReader } from "./reader";
  * the host-side scripts of every change use, whatever the resource: the host lock and the jobs
  * (provider/engine/hostLock.ts, hostJobs.ts), the lockout guard, file writes and the fact readers.
  * Tools only some resources need (iptables, nft, firewall-cmd, systemctl, modprobe, ...) are each
- * resource's own business: its planner refuses a host without them, naming them. docs/api.md
+ * resource's own business, looked for when it reads the host. docs/api.md
  * ("What a managed host needs") lists both, and a lab test runs the scripts with busybox's
  * applets first on PATH.
  */
 export interface FloorTool {
   /** The command, as the scripts call it. */
   name: string;
-  /** What the scripts need of it, in a user's words ("flock with -w and -o"). */
+  /** What the scripts need of it and where a host gets it, in a user's words: one literal, as the docs quote it. */
   needs: string;
-  /** Where a host gets it: the package and version that have it. */
-  from: string;
 }
+
+const coreutils = (name: string): FloorTool => ({ name, needs: `needs ${name} (GNU coreutils, or busybox)` });
 
 /** Commands our scripts run that must be on the PATH of the SSH session, as they are. */
 export const floorCommands: FloorTool[] = [
-  { name: "flock", needs: "flock with -w and -o", from: "util-linux's flock; busybox's has neither flag" },
-  { name: "setsid", needs: "setsid", from: "util-linux, or busybox" },
-  { name: "timeout", needs: "timeout", from: "GNU coreutils ≥ 7.0, or busybox" },
-  { name: "base64", needs: "base64 with -w0", from: "GNU coreutils, or busybox" },
-  { name: "sleep", needs: "sleep that takes fractions of a second (sleep 0.2)", from: "GNU coreutils, or busybox" },
-  ...["cat", "head", "tail", "grep", "sed", "awk", "tr", "sort", "uname"].map((name) => ({ name, needs: name, from: "GNU coreutils/grep/sed/gawk or mawk, or busybox" })),
-  ...["mkdir", "mv", "cp", "rm", "rmdir", "chmod", "touch"].map((name) => ({ name, needs: name, from: "GNU coreutils, or busybox" })),
+  { name: "flock", needs: "needs flock with -w and -o (util-linux's flock; busybox's has neither flag)" },
+  { name: "setsid", needs: "needs setsid (util-linux, or busybox)" },
+  { name: "timeout", needs: "needs timeout (GNU coreutils 7.0 or later, or busybox)" },
+  { name: "base64", needs: "needs base64 with -w0 (GNU coreutils, or busybox)" },
+  { name: "sleep", needs: "needs sleep that takes fractions of a second, sleep 0.2 (GNU coreutils, or busybox)" },
+  ...["cat", "head", "tail", "tr", "sort", "uname", "mkdir", "mv", "cp", "rm", "rmdir", "chmod", "touch"].map(coreutils),
+  { name: "grep", needs: "needs grep (GNU grep, or busybox)" },
+  { name: "sed", needs: "needs sed (GNU sed, or busybox)" },
+  { name: "awk", needs: "needs awk (gawk, mawk, or busybox)" },
 ];
 
 /**
  * Flags some implementations lack, each probed by running it harmlessly. `flock -s` takes a
- * shared lock on "/" for as long as `true` runs: it creates nothing, and no one's lock waits for it.
+ * shared lock on "/" for as long as `true` runs: it creates nothing, and only an exclusive lock
+ * on "/", which nothing takes, would wait for it.
  */
 const flagProbes: Array<{ name: string; probe: string }> = [
   { name: "flock", probe: "flock -s -w 5 -o / true" },
@@ -77,9 +80,9 @@ true
  * the scripts need of it and where to get it. Pure.
  */
 export function floorBlockers(tools: ToolFacts): string[] {
-  const tool = (name: string) => floorCommands.find((t) => t.name === name)!;
+  const needs = (name: string) => floorCommands.find((t) => t.name === name)!.needs;
   return [
-    ...tools.missing.map((n) => `needs ${tool(n).needs} (${tool(n).from}), and the host's SSH session has no ${n} on its PATH: install it, then run again`),
-    ...tools.lacking.map((n) => `needs ${tool(n).needs} (${tool(n).from}), and the host's ${n} lacks that: install it (first on the SSH session's PATH), then run again`),
+    ...tools.missing.map((n) => `${needs(n)}, and the host's SSH session has no ${n} on its PATH: install it, then run again`),
+    ...tools.lacking.map((n) => `${needs(n)}, and the host's ${n} lacks that: install one that has it (first on the SSH session's PATH), then run again`),
   ];
 }

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { conntrackLimitsFacts } from "../../provider/conntrackLimits/plan";
 import { detach, renderScript, writeFile } from "../../provider/engine/commands";
 import { alwaysRead } from "../../provider/engine/hostFacts";
+import { lockScript } from "../../provider/engine/hostLock";
 import { floorBlockers, floorCommands, toolsReader } from "../../provider/facts/tools";
 import { check } from "../../provider/index";
 import { connectionsOpened } from "../../provider/transport/pool";
@@ -60,7 +61,7 @@ describe("the tools reader", () => {
     expect(floorBlockers({ missing: [], lacking: [] })).toEqual([]);
     expect(floorBlockers({ missing: ["setsid"], lacking: ["flock"] })).toEqual([
       "needs setsid (util-linux, or busybox), and the host's SSH session has no setsid on its PATH: install it, then run again",
-      "needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock lacks that: install it (first on the SSH session's PATH), then run again",
+      "needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock lacks that: install one that has it (first on the SSH session's PATH), then run again",
     ]);
   });
 });
@@ -88,6 +89,21 @@ describe("the preview refuses a host below the floor", () => {
     const result = (await check({}, news(facts.replace("@@section tools\n", "@@section tools\nlacks flock\n")) as never)) as Result;
     expect(result.failures).toEqual([{ property: "connection", reason: `root@192.0.2.1:22: ${floorBlockers({ missing: [], lacking: ["flock"] })[0]}` }]);
     expect(connectionsOpened.size).toBe(0);
+  });
+});
+
+describe("a change that meets a host below the floor without a preview (pulumi destroy)", () => {
+  // The host lock's script is its first command: it says what is wrong with flock, not that
+  // someone else holds the lock. Neither case gets as far as opening the lock file.
+  const busyboxLikeFlock = "#!/bin/sh\nfor a in \"$@\"; do case $a in -w|-o) echo \"flock: invalid option -- '${a#-}'\" >&2; exit 1;; esac; done\nexec " + which("flock") + " \"$@\"\n";
+  it.each([
+    ["no flock", () => pathWith("lock-no-flock", ["flock"]), floorBlockers({ missing: ["flock"], lacking: [] })[0]],
+    ["busybox's flock", () => pathWith("lock-old-flock", [], { flock: busyboxLikeFlock }), floorBlockers({ missing: [], lacking: ["flock"] })[0]],
+  ])("with %s, taking the host lock fails naming flock", (_what, path, message) => {
+    const r = sh(lockScript(5), { PATH: path() });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).not.toContain("another pulumi-conntrack change held this host");
   });
 });
 
