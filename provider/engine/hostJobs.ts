@@ -71,12 +71,14 @@ export function orphanReports(said: string): string[] {
  */
 export const firstPartDone: Step = { name: "report the first part done", shell: ': >"$J/ready"' };
 
-/** The shell that waits for job `$j` to reach `marker` (or its end) and prints what it said so far. */
-function waiter(target: HostTarget, marker: "exit" | "ready"): string {
+/** The shell that waits for job `$j` to reach `marker` (or its end) and prints what it said so far (exported for tests). */
+export function waiter(target: HostTarget, marker: "exit" | "ready"): string {
   const polls = Math.ceil(target.commandTimeout * 5) + 25;
   const reached = marker === "exit" ? sh`[ -e "$j/exit" ]` : sh`{ [ -e "$j/exit" ] || [ -e "$j/ready" ]; }`;
   return [
-    sh`i=0; while ! ${reached} && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
+    // A fifth of a second a poll; where sleep takes whole seconds only (POSIX's), a second that
+    // counts as five polls.
+    sh`i=0; while ! ${reached} && [ $i -lt ${polls} ]; do if sleep 0.2 2>/dev/null; then i=$((i+1)); else sleep 1; i=$((i+5)); fi; done`,
     sh`${reached} || { echo ${`still running on the host after ${Math.round(polls / 5)} s`} "(job $j)" >&2; exit 124; }`,
     // A finished job's record is removed only once its outcome went out: a cut connection leaves
     // it for the next transaction. A job still running keeps it anyway.

@@ -99,7 +99,7 @@ const refusals = ["hostkey", "authentication", "sudo"];
  * (nor, after a reboot, one that cut SSH). Fails if the timer fired instead.
  */
 function awaitDisarm(dir: string): Step {
-  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
+  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2 2>/dev/null || sleep 1; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
 }
 
 /** What became of the guard in `dir`, seen over a new connection, with its revert's log; "unreachable" if none gets in. */

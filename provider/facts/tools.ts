@@ -24,8 +24,7 @@ export const floorCommands: FloorTool[] = [
   { name: "setsid", needs: "needs setsid (util-linux, or busybox)" },
   { name: "timeout", needs: "needs timeout (GNU coreutils 7.0 or later, or busybox)" },
   { name: "base64", needs: "needs base64 with -w0 (GNU coreutils, or busybox)" },
-  { name: "sleep", needs: "needs sleep that takes fractions of a second, sleep 0.2 (GNU coreutils, or busybox)" },
-  ...["cat", "head", "tail", "tr", "sort", "uname", "mkdir", "mv", "cp", "rm", "rmdir", "chmod", "touch"].map(coreutils),
+  ...["sleep", "cat", "head", "tail", "tr", "sort", "uname", "mkdir", "mv", "cp", "rm", "rmdir", "chmod", "touch"].map(coreutils),
   { name: "grep", needs: "needs grep (GNU grep, or busybox)" },
   { name: "sed", needs: "needs sed (GNU sed, or busybox)" },
   { name: "awk", needs: "needs awk (gawk, mawk, or busybox)" },
@@ -39,25 +38,25 @@ export const floorCommands: FloorTool[] = [
 const flagProbes: Array<{ name: string; probe: string }> = [
   { name: "flock", probe: "flock -s -w 5 -o / true" },
   { name: "base64", probe: "base64 -w0 </dev/null" },
-  { name: "sleep", probe: "sleep 0.0" },
 ];
 
 /** What of the floor a host lacks; both empty on a host that has it all (a base Debian, Ubuntu or RHEL). */
 export interface ToolFacts {
-  /** Commands not on the SSH session's PATH. */
+  /** Commands not on the PATH the scripts run with (the SSH session's, or sudo's secure_path). */
   missing: string[];
   /** Commands there but without a flag the scripts use. */
   lacking: string[];
 }
 
-// Reading changes nothing and costs few processes where all is there: `command -v` is the
-// shell's own, and the flags are probed in one chain (flock runs base64, then sleep); only when
-// that chain fails is each flag probed alone, to name the one missing.
+// Reading changes nothing and costs two processes where all is there: `command -v` is the
+// shell's own, and the flags are probed in one chain (flock runs base64); only when that chain
+// fails is each flag probed alone, to name the one missing. (`sleep 0.2` needs no probe: the
+// scripts fall back to whole seconds where sleep takes no fractions.)
 export const toolsReader: FactReader<ToolFacts> = {
   name: "tools",
   script: `
 for t in ${floorCommands.map((t) => t.name).join(" ")}; do command -v $t >/dev/null 2>&1 || echo "missing $t"; done
-{ flock -s -w 5 -o / base64 -w0 </dev/null && sleep 0.0; } >/dev/null 2>&1 || {
+flock -s -w 5 -o / base64 -w0 </dev/null >/dev/null 2>&1 || {
 ${flagProbes.map((p) => `  { ${p.probe}; } >/dev/null 2>&1 || echo "lacks ${p.name}"`).join("\n")}
 }
 true
@@ -82,7 +81,7 @@ true
 export function floorBlockers(tools: ToolFacts): string[] {
   const needs = (name: string) => floorCommands.find((t) => t.name === name)!.needs;
   return [
-    ...tools.missing.map((n) => `${needs(n)}, and the host's SSH session has no ${n} on its PATH: install it, then run again`),
-    ...tools.lacking.map((n) => `${needs(n)}, and the host's ${n} lacks that: install one that has it (first on the SSH session's PATH), then run again`),
+    ...tools.missing.map((n) => `${needs(n)}, and the host has no ${n} on the PATH the scripts run with: install it, then run again`),
+    ...tools.lacking.map((n) => `${needs(n)}, and the host's ${n} (the first on the PATH the scripts run with) lacks that: install one that has it, then run again`),
   ];
 }

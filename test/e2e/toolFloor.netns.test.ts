@@ -122,7 +122,7 @@ describe("the host tool floor", () => {
     });
     stacks.push(s);
     const refused = await s.preview().then(() => "the preview succeeded", (err: Error) => err.message);
-    expect(refused).toContain(`${lacking.host}:22: needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock lacks that`);
+    expect(refused).toContain(`${lacking.host}:22: needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock (the first on the PATH the scripts run with) lacks that`);
     expect(sysctl(lacking, "udp_timeout")).toBe(before);
     expect(rules(lacking)).toBe("");
     expect(await leftOn(lacking, "run")).toBe("");

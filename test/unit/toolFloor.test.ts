@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { conntrackLimitsFacts } from "../../provider/conntrackLimits/plan";
 import { detach, renderScript, writeFile } from "../../provider/engine/commands";
+import { waiter } from "../../provider/engine/hostJobs";
 import { alwaysRead } from "../../provider/engine/hostFacts";
 import { lockScript } from "../../provider/engine/hostLock";
 import { floorBlockers, floorCommands, toolsReader } from "../../provider/facts/tools";
@@ -25,7 +26,8 @@ const which = (tool: string) => sh(`command -v ${tool}`).stdout.trim();
 function pathWith(name: string, without: string[], extra: Record<string, string> = {}): string {
   const bin = join(dir, name);
   mkdirSync(bin);
-  for (const t of [...floorCommands.map((c) => c.name), "sh", "true"]) if (!without.includes(t)) symlinkSync(which(t), join(bin, t));
+  for (const t of [...floorCommands.map((c) => c.name), "sh"]) if (!without.includes(t)) symlinkSync(which(t), join(bin, t));
+  symlinkSync(existsSync("/bin/true") ? "/bin/true" : "/usr/bin/true", join(bin, "true")); // flock runs it (sh's is a builtin)
   for (const [t, text] of Object.entries(extra)) {
     rmSync(join(bin, t), { force: true });
     writeFileSync(join(bin, t), text, { mode: 0o755 });
@@ -47,8 +49,9 @@ describe("the tools reader", () => {
   it("names a command missing from PATH, and a flag a command lacks", () => {
     expect(readTools(pathWith("no-setsid", ["setsid"]))).toEqual({ missing: ["setsid"], lacking: [] });
     const busyboxLikeFlock = "#!/bin/sh\nfor a in \"$@\"; do case $a in -w|-o) echo \"flock: invalid option -- '${a#-}'\" >&2; exit 1;; esac; done\nexec " + which("flock") + " \"$@\"\n";
-    const noFraction = "#!/bin/sh\ncase $1 in *.*) echo \"sleep: invalid number '$1'\" >&2; exit 1;; esac\nexec " + which("sleep") + " \"$@\"\n";
-    expect(readTools(pathWith("old-tools", [], { flock: busyboxLikeFlock, sleep: noFraction }))).toEqual({ missing: [], lacking: ["flock", "sleep"] });
+    const oldBase64 = "#!/bin/sh\ncase $1 in -w*) echo \"base64: invalid option -- 'w'\" >&2; exit 1;; esac\nexec " + which("base64") + " \"$@\"\n";
+    expect(readTools(pathWith("old-tools", [], { flock: busyboxLikeFlock, base64: oldBase64 }))).toEqual({ missing: [], lacking: ["base64", "flock"] });
+    expect(readTools(pathWith("old-base64", [], { base64: oldBase64 }))).toEqual({ missing: [], lacking: ["base64"] });
     expect(readTools(pathWith("no-flock", ["flock"]))).toEqual({ missing: ["flock"], lacking: [] });
   });
 
@@ -60,8 +63,8 @@ describe("the tools reader", () => {
   it("turns what a host lacks into reasons that name the tool, what is needed of it and where it comes from", () => {
     expect(floorBlockers({ missing: [], lacking: [] })).toEqual([]);
     expect(floorBlockers({ missing: ["setsid"], lacking: ["flock"] })).toEqual([
-      "needs setsid (util-linux, or busybox), and the host's SSH session has no setsid on its PATH: install it, then run again",
-      "needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock lacks that: install one that has it (first on the SSH session's PATH), then run again",
+      "needs setsid (util-linux, or busybox), and the host has no setsid on the PATH the scripts run with: install it, then run again",
+      "needs flock with -w and -o (util-linux's flock; busybox's has neither flag), and the host's flock (the first on the PATH the scripts run with) lacks that: install one that has it, then run again",
     ]);
   });
 });
@@ -133,6 +136,34 @@ describe("the portable forms of GNU-only flags", () => {
     const [pid, session] = readFileSync(out, "utf8").trim().split(" ");
     expect(session).toBe(pid);
   });
+
+  it("waiting for a job polls five times a second, and where sleep takes whole seconds only, once a second within the same bound", () => {
+    const noFraction = "#!/bin/sh\ncase $1 in *.*) echo \"sleep: invalid number '$1'\" >&2; exit 1;; esac\nexec " + which("sleep") + " \"$@\"\n";
+    const target = { commandTimeout: 2 } as never;
+    for (const [name, path] of [["fractions", process.env.PATH!], ["whole seconds", `${pathWith("whole-sleep", [], { sleep: noFraction })}`]] as const) {
+      const j = join(dir, `job-${name.replace(" ", "-")}`);
+      mkdirSync(j);
+      writeFileSync(join(j, "out"), "said\n");
+      writeFileSync(join(j, "err"), "");
+      // The job ends after 1.2 s: the waiter sees it within a poll, prints what it said and its status.
+      spawnSync("sh", ["-c", `(sleep 1.2; echo 3 > ${j}/exit) >/dev/null 2>&1 &`]);
+      const started = Date.now();
+      const r = sh(`j=${j}\n${waiter(target, "exit")}`, { PATH: path });
+      expect([r.status, r.stdout], name).toEqual([3, "said\n"]);
+      expect(Date.now() - started, name).toBeLessThan(name === "fractions" ? 2000 : 3000);
+    }
+    // A job that never ends: the waiter gives up after its polls (commandTimeout × 5 + 25: a target
+    // whose commandTimeout makes that 5, one second of them), in both ways of sleeping.
+    for (const [name, path] of [["fractions", process.env.PATH!], ["whole seconds", pathWith("whole-sleep-never", [], { sleep: noFraction })]] as const) {
+      const never = join(dir, `job-never-${name.replace(" ", "-")}`);
+      mkdirSync(never);
+      const gaveUp = Date.now();
+      const r = sh(`j=${never}\n${waiter({ commandTimeout: -4 } as never, "exit")}`, { PATH: path });
+      expect(r.status, name).toBe(124);
+      expect(Date.now() - gaveUp, name).toBeGreaterThan(900);
+      expect(Date.now() - gaveUp, name).toBeLessThan(2000);
+    }
+  }, 30_000);
 
   it("detach fails, saying so, where there is no setsid", () => {
     const r = sh(renderScript([detach("start it", "true")]), { PATH: pathWith("detach-no-setsid", ["setsid"]) });
