@@ -95,7 +95,13 @@ describe("the host tool floor", () => {
     });
     const s = await testStack("declared", { connection: { value: JSON.stringify(connection(bb)), secret: true }, declared: declared(41) });
     stacks.push(s);
+    // The record of a change cut from its connection, as hostJobs.ts leaves it: the next change
+    // reports it (grep -v, tail -n, tr under busybox) and removes it.
+    await run(bb, "mkdir -p /run/pulumi-conntrack-jobs/0123456789ab && cd /run/pulumi-conntrack-jobs/0123456789ab && echo 'apply KernelModuleSet' > what && echo 2 > exit && printf '@@pulumi-conntrack-step x\\nrmmod: ERROR: Module xt_foo is in use\\n' > err");
     await s.up();
+    const warnings = ((await s.state()).resources as Array<{ outputs?: { warnings?: string[] } }>).flatMap((r) => r.outputs?.warnings ?? []);
+    expect(warnings).toContain(`an earlier "apply KernelModuleSet" lost its SSH connection; it went on on the host by itself and failed (exit 2): rmmod: ERROR: Module xt_foo is in use; this run read the host as that left it`);
+    expect(await run(bb, "ls /run/pulumi-conntrack-jobs")).toBe("");
     expect([sysctl(bb, "udp_timeout"), sysctl(bb, "icmp_timeout")]).toEqual(["41", "27"]);
     expect(rules(bb)).toMatch(/^-A PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment "?pulumi-conntrack"? -j CT --notrack$/m);
     // The rules went in under the lockout guard (its timer detached with setsid, then disarmed).
