@@ -51,10 +51,11 @@ export function writeFile(path: string, content: string, mode = "0644"): Step[] 
 
 /**
  * Starts a command that outlives this script and the SSH session: in the background, in a session
- * of its own, its descriptors closed. `setsid` in the background rather than `setsid -f` (util-linux
- * 2.28 and later only; busybox's has no -f): a shell without job control leaves a background
- * command in the shell's process group, so the command leads no group and every setsid makes it
- * a session of its own in place. The step fails only where there is no setsid.
+ * of its own, its descriptors closed. `setsid` in the background rather than `setsid -f`, which
+ * util-linux has only since 2.32 (its issue #518; RHEL 7 has 2.23) and busybox not at all: a shell
+ * without job control leaves a background command in the shell's process group, so the command
+ * leads no group and every setsid makes it a session of its own in place. The step fails only
+ * where there is no setsid.
  */
 export function detach(name: string, ...argv: Array<string | number>): Step {
   return { name, shell: `if command -v setsid >/dev/null 2>&1; then ${command("setsid", ...argv)} </dev/null >/dev/null 2>&1 & else echo 'setsid: not found' >&2; false; fi` };

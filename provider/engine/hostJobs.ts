@@ -112,7 +112,7 @@ export async function startJob(target: HostTarget, script: string, what: string,
     sh`printf '%s\n' ${what.replace(/[\r\n|]/g, " ")} >"$j/what"`,
     // A record with `exit` is complete. flock -o: what the job leaves running (the lockout
     // guard's timer) doesn't hold the jobs' lock. Detached as commands.ts's detach does it
-    // (setsid in the background: `setsid -f` is util-linux ≥ 2.28's alone).
+    // (setsid in the background: `setsid -f` is util-linux ≥ 2.32's alone).
     sh`command -v setsid >/dev/null 2>&1 || { echo ${floorBlockers({ missing: ["setsid"], lacking: [] })[0]} >&2; exit 1; }`,
     sh`setsid sh -c ${jobRunner} sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 &`,
     waiter(target, until),
