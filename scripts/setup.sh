@@ -9,7 +9,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 log() { printf '[setup %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-packages=(qemu-system-x86 qemu-utils debootstrap openssh-server openssh-client iptables conntrack iproute2 kmod procps e2fsprogs util-linux ca-certificates sudo strace)
+packages=(qemu-system-x86 qemu-utils debootstrap openssh-server openssh-client iptables conntrack iproute2 kmod procps e2fsprogs util-linux ca-certificates sudo strace busybox)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -10,6 +10,9 @@
 #
 # State lives in ${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab}/netns/PREFIX/. The client
 # key ${LAB_DIR}/client/id_ed25519 is shared with the VM half of the lab.
+# PULUMI_CONNTRACK_NETNS_SESSION_PATH, when set for `up`, is the PATH of the hosts' SSH sessions
+# (sshd's SetEnv): the commands our scripts run there, e.g. a directory of busybox applets first.
+# A host sees its own /tmp, /root, /run and /etc: make such a directory over SSH once it is up.
 #
 # What this script owns, and so the only things it ever stops or deletes:
 #   - network namespaces named PREFIX-h<i> that its state knows, or whose eth0 carries the lab's
@@ -36,6 +39,7 @@ BLOCKS=16384 # /30 blocks in 10.213.0.0/16
 MAX_HOSTS=500
 PROBE_PARALLEL="${PULUMI_CONNTRACK_NETNS_PROBE_PARALLEL:-16}"
 READY_TIMEOUT="${PULUMI_CONNTRACK_NETNS_READY_TIMEOUT:-60}"
+SESSION_PATH="${PULUMI_CONNTRACK_NETNS_SESSION_PATH:-}"
 
 log() { printf 'hosts.sh: %s\n' "$*" >&2; }
 die() {
@@ -55,6 +59,9 @@ esac
 # The path ends up in sshd_config, known_hosts references and JSON: keep it to plain characters.
 [[ "$LAB_DIR" =~ ^/[A-Za-z0-9._/+@,:=-]*$ ]] ||
   die "PULUMI_CONNTRACK_LAB_DIR may only contain letters, digits and ._/+@,:=- (got '$LAB_DIR')"
+# It ends up in sshd_config as one word: absolute directories of plain characters.
+[[ -z "$SESSION_PATH" || "$SESSION_PATH" =~ ^/[A-Za-z0-9._/+@,=-]*(:/[A-Za-z0-9._/+@,=-]*)*$ ]] ||
+  die "PULUMI_CONNTRACK_NETNS_SESSION_PATH must be absolute directories of letters, digits and ._/+@,=- joined by : (got '$SESSION_PATH')"
 
 valid_prefix() {
   [[ "$1" =~ ^[a-z0-9]{1,8}$ ]] || die "PREFIX must match ^[a-z0-9]{1,8}\$ (got '$1')"
@@ -506,7 +513,8 @@ cmd_up() {
       "X11Forwarding no" \
       "AcceptEnv LANG LC_*" \
       "Subsystem sftp internal-sftp" \
-      "LogLevel INFO" >"$hd/sshd/sshd_config"
+      "LogLevel INFO" \
+      ${SESSION_PATH:+"SetEnv PATH=$SESSION_PATH"} >"$hd/sshd/sshd_config"
   done
   t1="$(now_ms)"
 

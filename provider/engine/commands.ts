@@ -34,17 +34,31 @@ export function writeValue(name: string, path: string, value: string): Step {
 
 /**
  * Writes a whole file atomically: a temp file in the same directory, then a rename. A file that
- * exists keeps its mode (RHEL's /etc/sysconfig/iptables is 0600); a new one gets `mode`.
+ * exists keeps its mode (RHEL's /etc/sysconfig/iptables is 0600), and its owner and group: the
+ * temp file starts as a copy of it (`cp -p`, where `chmod --reference` is GNU's alone), and the
+ * new content truncates that copy, which keeps them. A new file gets `mode`.
  */
 export function writeFile(path: string, content: string, mode = "0644"): Step[] {
   const tmp = `${path}.pulumi-conntrack.tmp`;
   const encoded = Buffer.from(content, "utf8").toString("base64");
   return [
     run(`create ${dirOf(path)}`, "mkdir", "-p", dirOf(path)),
-    { name: `write ${path}`, shell: `printf %s ${quote(encoded)} | base64 -d > ${quote(tmp)}` },
-    { name: `chmod ${path}`, shell: `{ [ -e ${quote(path)} ] && chmod --reference=${quote(path)} ${quote(tmp)}; } || ${command("chmod", mode, tmp)}` },
+    { name: `write ${path}`, shell: `{ [ ! -e ${quote(path)} ] || ${command("cp", "-p", path, tmp)}; } && printf %s ${quote(encoded)} | base64 -d > ${quote(tmp)}` },
+    { name: `chmod ${path}`, shell: `[ -e ${quote(path)} ] || ${command("chmod", mode, tmp)}` },
     run(`write ${path}`, "mv", "-f", tmp, path),
   ];
+}
+
+/**
+ * Starts a command that outlives this script and the SSH session: in the background, in a session
+ * of its own, its descriptors closed. `setsid` in the background rather than `setsid -f`, which
+ * util-linux has only since 2.32 (its issue #518; RHEL 7 has 2.23) and busybox not at all: a shell
+ * without job control leaves a background command in the shell's process group, so the command
+ * leads no group and every setsid makes it a session of its own in place. The step fails only
+ * where there is no setsid.
+ */
+export function detach(name: string, ...argv: Array<string | number>): Step {
+  return { name, shell: `if command -v setsid >/dev/null 2>&1; then ${command("setsid", ...argv)} </dev/null >/dev/null 2>&1 & else echo 'setsid: not found' >&2; false; fi` };
 }
 
 /** Runs a command with `content` on its stdin (e.g. iptables-restore's input). */

@@ -4,8 +4,11 @@ import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
 
-/** The facts every transaction needs whatever the resource: our files and the ledger among them. */
-export const alwaysRead: FactName[] = ["system", "files"];
+/**
+ * The facts every transaction needs whatever the resource: our files and the ledger among them,
+ * and the tool floor (facts/tools.ts), so a host without a tool is refused before anything runs.
+ */
+export const alwaysRead: FactName[] = ["system", "files", "tools"];
 
 /** Reads the named facts of one host in one round trip. Never changes the host. */
 export async function readHostFacts(target: HostTarget, names: FactName[]): Promise<HostFacts> {

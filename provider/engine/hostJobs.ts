@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { floorBlockers } from "../facts/tools";
 import { HostError } from "../transport/errors";
 import { session } from "../transport/pool";
 import { sh, type ShellText } from "../transport/shell";
@@ -6,8 +7,9 @@ import type { HostTarget } from "../transport/target";
 import type { Step, StepsOutcome } from "./commands";
 
 /**
- * Changes run on the host as jobs detached from the SSH session (setsid): a connection that drops
- * in the middle of an apply can't stop the apply half way, whether sshd notices the drop or not.
+ * Changes run on the host as jobs detached from the SSH session (setsid, in the background): a
+ * connection that drops in the middle of an apply can't stop the apply half way, whether sshd
+ * notices the drop or not.
  * Each job records how it ended in its own directory; the SSH call only waits for that record,
  * prints it and removes it. When the call is cut, the record stays: the next transaction on the
  * host (hostLock.ts) first waits for any job still running (each holds the jobs' lock while it
@@ -69,12 +71,14 @@ export function orphanReports(said: string): string[] {
  */
 export const firstPartDone: Step = { name: "report the first part done", shell: ': >"$J/ready"' };
 
-/** The shell that waits for job `$j` to reach `marker` (or its end) and prints what it said so far. */
-function waiter(target: HostTarget, marker: "exit" | "ready"): string {
+/** The shell that waits for job `$j` to reach `marker` (or its end) and prints what it said so far (exported for tests). */
+export function waiter(target: HostTarget, marker: "exit" | "ready"): string {
   const polls = Math.ceil(target.commandTimeout * 5) + 25;
   const reached = marker === "exit" ? sh`[ -e "$j/exit" ]` : sh`{ [ -e "$j/exit" ] || [ -e "$j/ready" ]; }`;
   return [
-    sh`i=0; while ! ${reached} && [ $i -lt ${polls} ]; do sleep 0.2; i=$((i+1)); done`,
+    // A fifth of a second a poll; where sleep takes whole seconds only (POSIX's), a second that
+    // counts as five polls.
+    sh`i=0; while ! ${reached} && [ $i -lt ${polls} ]; do if sleep 0.2 2>/dev/null; then i=$((i+1)); else sleep 1; i=$((i+5)); fi; done`,
     sh`${reached} || { echo ${`still running on the host after ${Math.round(polls / 5)} s`} "(job $j)" >&2; exit 124; }`,
     // A finished job's record is removed only once its outcome went out: a cut connection leaves
     // it for the next transaction. A job still running keeps it anyway.
@@ -107,8 +111,10 @@ export async function startJob(target: HostTarget, script: string, what: string,
     sh`printf %s ${Buffer.from(script, "utf8").toString("base64")} | base64 -d >"$j/script" || exit 1`,
     sh`printf '%s\n' ${what.replace(/[\r\n|]/g, " ")} >"$j/what"`,
     // A record with `exit` is complete. flock -o: what the job leaves running (the lockout
-    // guard's timer) doesn't hold the jobs' lock.
-    sh`setsid -f sh -c ${jobRunner} sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 || exit 1`,
+    // guard's timer) doesn't hold the jobs' lock. Detached as commands.ts's detach does it
+    // (setsid in the background: `setsid -f` is util-linux ≥ 2.32's alone).
+    sh`command -v setsid >/dev/null 2>&1 || { echo ${floorBlockers({ missing: ["setsid"], lacking: [] })[0]} >&2; exit 1; }`,
+    sh`setsid sh -c ${jobRunner} sh ${jobLock} "$j" </dev/null >/dev/null 2>&1 &`,
     waiter(target, until),
   ].join("\n");
   return withCutNote(target, async () => {

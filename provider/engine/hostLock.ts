@@ -1,3 +1,4 @@
+import { floorBlockers } from "../facts/tools";
 import { HostError } from "../transport/errors";
 import { session, withHostLock } from "../transport/pool";
 import type { HostTarget } from "../transport/target";
@@ -16,7 +17,8 @@ import { collectOrphansScript, hostStateDir, orphanReports } from "./hostJobs";
 const ready = "@@pulumi-conntrack-locked";
 export const heartbeat = { everyMs: 5_000, leaseSeconds: 30 };
 
-function lockScript(waitSeconds: number): string {
+/** The holder's script: takes the lock within `waitSeconds`, then holds it while heartbeats come (exported for tests). */
+export function lockScript(waitSeconds: number): string {
   // Inside the lock: wait for a change still running detached from an earlier, cut connection
   // (hostJobs.ts) and report the ones nobody collected; then hold while heartbeats come.
   const holder = [
@@ -24,9 +26,14 @@ function lockScript(waitSeconds: number): string {
     sh`echo ${ready}`,
     sh`while b=$(timeout ${heartbeat.leaseSeconds} head -n 1) && [ "$b" = beat ]; do :; done`,
   ].join("\n");
+  // A flock that is missing or fails for want of a flag (busybox's has no -w) isn't a lock held
+  // by someone: say which, as the facts read would (a preview refuses such a host before this).
+  const [noFlock] = floorBlockers({ missing: ["flock"], lacking: [] });
+  const [oldFlock] = floorBlockers({ missing: [], lacking: ["flock"] });
   return [
     hostStateDir,
-    sh`flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c ${`d=$1; ${holder}`} sh "$d" || { s=$?; echo ${`another pulumi-conntrack change held this host for ${waitSeconds} s`} "(lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
+    sh`command -v flock >/dev/null 2>&1 || { echo ${noFlock} >&2; exit 1; }`,
+    sh`flock -w ${waitSeconds} "$d/pulumi-conntrack.lock" sh -c ${`d=$1; ${holder}`} sh "$d" || { s=$?; flock -s -w 1 -o / true >/dev/null 2>&1 || { echo ${oldFlock} >&2; exit $s; }; echo ${`another pulumi-conntrack change held this host for ${waitSeconds} s`} "(lock $d/pulumi-conntrack.lock)" >&2; exit $s; }`,
   ].join("\n");
 }
 

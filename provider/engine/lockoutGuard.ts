@@ -4,7 +4,7 @@ import { HostError } from "../transport/errors";
 import { openSession } from "../transport/ssh";
 import { sh } from "../transport/shell";
 import type { HostTarget } from "../transport/target";
-import { checkOutcome, removeFile, renderScript, run, stepNotes, stepsSaid, tryRun, writeFile, type Step } from "./commands";
+import { checkOutcome, detach, removeFile, renderScript, run, stepNotes, stepsSaid, tryRun, writeFile, type Step } from "./commands";
 import { finishJob, firstPartDone, startJob, type JobOutcome } from "./hostJobs";
 import { driverOf, type ItemDriver } from "./items";
 import { ledgerDir, ledgerPath } from "./ledger";
@@ -64,8 +64,8 @@ function armSteps(dir: string, revert: Step[], seconds: number, cap: number): St
     ...writeFile(`${dir}/revert.sh`, renderScript(revert), "0600"),
     ...writeFile(`${dir}/timer.sh`, timer, "0600"),
     ...writeFile(`${dir}/armed`, "", "0600"),
-    // setsid: the timer outlives this SSH session; its descriptors are closed so the session ends.
-    run(`arm the lockout guard (revert ${seconds} s after the apply unless a new SSH connection disarms it)`, "setsid", "-f", "sh", "-c", 'exec sh "$0" </dev/null >/dev/null 2>&1', `${dir}/timer.sh`),
+    // Detached: the timer outlives this SSH session; its descriptors are closed so the session ends.
+    detach(`arm the lockout guard (revert ${seconds} s after the apply unless a new SSH connection disarms it)`, "sh", "-c", 'exec sh "$0" </dev/null >/dev/null 2>&1', `${dir}/timer.sh`),
   ];
 }
 
@@ -99,7 +99,7 @@ const refusals = ["hostkey", "authentication", "sudo"];
  * (nor, after a reboot, one that cut SSH). Fails if the timer fired instead.
  */
 function awaitDisarm(dir: string): Step {
-  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
+  return { name: "wait for a new SSH connection to disarm the lockout guard", shell: sh`while [ -e ${dir}/armed ]; do sleep 0.2 2>/dev/null || sleep 1; done; [ ! -e ${dir}/fired ] || { echo "nobody disarmed the lockout guard: the host put the change back" >&2; false; }`.text };
 }
 
 /** What became of the guard in `dir`, seen over a new connection, with its revert's log; "unreachable" if none gets in. */

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { proxySchema } from "../../sdk/connection";
 import { containsUnknown, failuresOf, targetOf } from "../dynamic";
 import type { HostFacts } from "../facts/host";
+import { floorBlockers } from "../facts/tools";
 import { isUnreachable } from "../transport/dial";
 import { rememberUnreachable } from "../transport/pool";
 import { parseTarget, toTarget, type HostTarget } from "../transport/target";
@@ -192,6 +193,10 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
         if (isUnreachable(err)) return unreachable((err as Error).message);
         throw err;
       }
+      // A host without a tool or flag our scripts use is refused before anything is planned: an
+      // apply would fail half way (and facts read without it may be wrong).
+      const floor = floorBlockers(facts.tools);
+      if (floor.length > 0) return { failures: floor.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
       try {
         return planChecked(inputs, news, olds, settings.data, target, facts);
       } catch (err) {

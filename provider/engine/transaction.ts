@@ -1,4 +1,5 @@
 import type { FactName, HostFacts } from "../facts/host";
+import { floorBlockers } from "../facts/tools";
 import type { FileBackend } from "../persistence/items";
 import { HostError } from "../transport/errors";
 import type { HostTarget } from "../transport/target";
@@ -103,6 +104,8 @@ async function convergeLocked<S>(kind: ResourceKind<S>, target: HostTarget, owne
   const notes: string[] = [];
   const read = async () => view(await readHostFacts(target, kind.facts));
   let seen = await read();
+  const floor = floorBlockers(seen.facts.tools);
+  if (floor.length > 0) throw new HostError(target.label, "config", floor.join("; "));
   let wanted = settings === undefined ? nothingWanted : kind.want(settings, seen.facts, owner);
   refuseBlocked(target, wanted);
   if (wanted.prepare.length > 0) {

@@ -15,6 +15,10 @@ export interface ConntrackModuleFacts {
 // the host (see system.ts). Files in /sys are read with the shell's own `read`, but not the
 // sysctls: dash reads a byte at a time, and a /proc/sys integer read from an offset past 0 is
 // empty, so those take one grep (its tabs become spaces in the parser, not in a `tr`).
+// Whether a file can be written is the kernel's answer to opening it for appending, with nothing
+// written (`true >> f`: not `:`, a special builtin whose failed redirection ends the script), not
+// `[ -w f ]`: busybox's test (and older dash's) says yes to root for every file, read-only sysctls
+// of a network namespace and read-only mounts included.
 export const conntrackModuleReader: FactReader<ConntrackModuleFacts> = {
   name: "conntrack-module",
   script: `
@@ -55,7 +59,7 @@ export const conntrackSysctlReader: FactReader<ConntrackSysctlFacts> = {
   name: "conntrack-sysctl",
   script: `
 grep -H '' /proc/sys/net/netfilter/nf_conntrack_* /proc/sys/net/ipv4/netfilter/ip_conntrack_* 2>/dev/null
-for f in /proc/sys/net/netfilter/nf_conntrack_max /proc/sys/net/ipv4/netfilter/ip_conntrack_max; do [ -e $f ] && ! [ -w $f ] && echo "read-only $f"; done
+for f in /proc/sys/net/netfilter/nf_conntrack_max /proc/sys/net/ipv4/netfilter/ip_conntrack_max; do [ -e $f ] && ! { true >> $f; } 2>/dev/null && echo "read-only $f"; done
 `,
   parse(lines) {
     const values: Record<string, string> = {};
@@ -80,7 +84,7 @@ export const conntrackTableReader: FactReader<ConntrackTableFacts> = {
   name: "conntrack-table",
   script: `
 for f in /sys/module/nf_conntrack/parameters/hashsize /sys/module/ip_conntrack/parameters/hashsize; do
-  [ -e $f ] && { v=; read -r v < $f; echo "hashsize $v"; } 2>/dev/null && [ -w $f ] && echo "hashsize-writable"
+  [ -e $f ] && { v=; read -r v < $f; echo "hashsize $v"; } 2>/dev/null && { true >> $f; } 2>/dev/null && echo "hashsize-writable"
 done
 grep -E '^nf_conntrack(_[0-9a-f]+)? ' /proc/slabinfo 2>/dev/null
 `,

@@ -7,10 +7,12 @@ import { nftablesReader } from "./nftables";
 import { firewalldReader } from "./firewalld";
 import type { FactReader } from "./reader";
 import { systemReader } from "./system";
+import { toolsReader } from "./tools";
 
 /** Every reader, by the name a resource asks for it with. */
 export const readers = {
   system: systemReader,
+  tools: toolsReader,
   conntrackModule: conntrackModuleReader,
   conntrackSysctl: conntrackSysctlReader,
   conntrackTable: conntrackTableReader,

@@ -49,12 +49,14 @@ export interface ExecOptions {
   input?: string;
   /** Kill the command after this long. */
   timeoutMs?: number;
+  /** Variables added to this process's environment for the command. */
+  env?: Record<string, string>;
 }
 
 /** Runs a local program; resolves with its exit status, never rejects for a non-zero exit. */
 export function runProcess(file: string, args: string[], options: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], timeout: options.timeoutMs, killSignal: "SIGKILL" });
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], timeout: options.timeoutMs, killSignal: "SIGKILL", env: options.env && { ...process.env, ...options.env } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));

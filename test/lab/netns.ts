@@ -13,8 +13,8 @@ const SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh")
 /** Private key text → a file holding it, for system ssh's -i. */
 const keyFiles = new Map<string, string>();
 
-function script(args: string[]): Promise<ExecResult> {
-  return runProcess("bash", [SCRIPT, ...args]);
+function script(args: string[], env?: Record<string, string>): Promise<ExecResult> {
+  return runProcess("bash", [SCRIPT, ...args], { env });
 }
 
 function failure(what: string, r: ExecResult): Error {
@@ -24,10 +24,12 @@ function failure(what: string, r: ExecResult): Error {
 /**
  * Starts `n` (1..100) namespaced hosts named `${prefix}-h1`..`${prefix}-h${n}` and resolves once each
  * one accepts SSH with its pinned host key. Hosts of the same prefix from an earlier run are
- * removed first. Needs root.
+ * removed first. `sessionPath`: the PATH of their SSH sessions (what our scripts run there).
+ * Needs root.
  */
-export async function startHosts(n: number, prefix = "pcl"): Promise<LabHost[]> {
-  const r = await script(["up", String(n), prefix]);
+export async function startHosts(n: number, prefix = "pcl", options: { sessionPath?: string } = {}): Promise<LabHost[]> {
+  const env = options.sessionPath === undefined ? undefined : { PULUMI_CONNTRACK_NETNS_SESSION_PATH: options.sessionPath };
+  const r = await script(["up", String(n), prefix], env);
   if (r.code !== 0) throw failure(`lab/netns/hosts.sh up ${n} ${prefix}`, r);
   const path = r.stdout.trim().split("\n").pop() ?? "";
   const entries = JSON.parse(await readFile(path, "utf8")) as HostJson[];
