@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
+import { bootVm, destroyVm, rebootVm, vmSh } from "../lab/vm";
 import type { LabHost } from "../lab/netns";
 import { testStack, type TestStack } from "./harness";
 
@@ -18,11 +18,8 @@ const wanted = { max: "131072", hashsize: "16896", est: "7200", udp: "20" };
 let vm: LabHost;
 let stack: TestStack;
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 
 /** The live values, after udev has finished anything a module load triggered. */
 async function live(): Promise<Record<string, string>> {

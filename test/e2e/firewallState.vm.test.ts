@@ -1,7 +1,7 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
-import { bootVm, destroyVm, vmExec, vmHostJson } from "../lab/vm";
+import { bootVm, destroyVm, vmExec, vmHostJson, vmSh } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
 
 // The seed's third remedy on a real host, through the real pulumi CLI: a Debian VM whose
@@ -12,11 +12,8 @@ let vm: LabHost;
 let httpPort: number;
 let stack: TestStack;
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 
 /**
  * iptables-save and ip6tables-save without timestamps and counters, for comparing rulesets; each

@@ -1,8 +1,8 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
-import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson, type LabImage } from "../lab/vm";
-import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
+import { bootVm, destroyVm, type LabImage, rebootVm, vmExec, vmHostJson, vmSh } from "../lab/vm";
+import { type Declared, declaredStack, disposeStacks, pulumiCli, type TestStack } from "./harness";
 import { installHelloServer, startHelloServer, trackedWhileHeld } from "./port80";
 
 // The firewalls beside netfilter-persistent and firewalld (issue 25), on Debian 12 VMs through the
@@ -16,11 +16,8 @@ let vm: LabHost;
 let httpPort: number;
 const stacks: TestStack[] = [];
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 const unitState = async (unit: string) => (await vmExec(vmName, `echo $(systemctl is-active ${unit}) $(systemctl is-enabled ${unit})`)).stdout.trim();
 /** The files and ledger of ours a host may hold, by name: empty once everything is destroyed. */
 const ours = () => sh("ls /etc/sysctl.d /etc/modprobe.d /etc/udev/rules.d /etc/modules-load.d /var/lib 2>/dev/null | grep pulumi-conntrack || true");
@@ -41,9 +38,8 @@ function greeted(): Promise<boolean> {
   });
 }
 
-async function stackOf(name: string, declared: Array<{ type: string; name: string; args: object }>): Promise<TestStack> {
-  const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
-  const s = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: { value: JSON.stringify(declared) } }, { stackName: name });
+async function stackOf(name: string, declared: Declared[]): Promise<TestStack> {
+  const s = await declaredStack(name, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
   stacks.push(s);
   return s;
 }

@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
 import { hostExec, startHosts, stopHosts } from "../lab/netns";
-import { bootVm, destroyVm, vmExec, vmHostJson } from "../lab/vm";
+import { bootVm, destroyVm, vmHostJson, vmSh } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
 import { installHelloServer } from "./port80";
 
@@ -24,11 +24,8 @@ const connection = (h: LabHost) => ({ host: h.host, port: h.port, user: h.user, 
 const inNs = (h: LabHost, ...argv: string[]) => execFileSync("ip", ["netns", "exec", h.name, ...argv], { encoding: "utf8" }).trim();
 const udpTimeout = (h: LabHost) => inNs(h, "sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout");
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 
 /**
  * Holds 24 established connections to the VM's port 81 from inside it, over one SSH session

@@ -96,6 +96,18 @@ export async function testStack(program: string, config: ConfigMap, options: { n
   };
 }
 
+/** One resource of the "declared" program: a type of the package, a name and its arguments. */
+export interface Declared {
+  type: string;
+  name: string;
+  args: object;
+}
+
+/** A stack of the "declared" program: these resources, on the host `connection` reaches (kept secret in config). */
+export function declaredStack(stackName: string, connection: object, declared: Declared[]): Promise<TestStack> {
+  return testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: { value: JSON.stringify(declared) } }, { stackName });
+}
+
 /**
  * Runs the `pulumi` CLI itself in the stack's program directory, with the stack's backend and
  * PULUMI_HOME, exactly as a user types it (for documented commands). Never rejects.

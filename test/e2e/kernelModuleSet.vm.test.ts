@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
-import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
+import { bootVm, destroyVm, rebootVm, vmExec, vmSh } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
 
 // The seed's fourth remedy on a real kernel (Debian 12, 6.1, iptables-nft), through the real
@@ -20,11 +20,8 @@ const multiportLoaded = async () => (await sh("cut -d' ' -f1 /proc/modules")).sp
 const loadFile = "/etc/modules-load.d/pulumi-conntrack.conf";
 let connection: Record<string, unknown>;
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 /** The watched modules in /proc/modules, sorted. */
 const loadedNow = async () => (await sh("cut -d' ' -f1 /proc/modules")).split("\n").filter((m) => watched.includes(m)).sort();
 /** A command expected to fail: its exit code and what it printed on stderr. */

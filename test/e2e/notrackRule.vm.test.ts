@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
-import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
+import { bootVm, destroyVm, rebootVm, vmHostJson, vmSh } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
 import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
 
@@ -13,11 +13,8 @@ let vm: LabHost;
 let httpPort: number;
 let stack: TestStack;
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 
 /**
  * iptables-save without its timestamps and counters, for comparing rulesets; and without tables

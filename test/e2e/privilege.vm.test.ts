@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
-import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson } from "../lab/vm";
+import { bootVm, destroyVm, rebootVm, vmExec, vmHostJson, vmSh } from "../lab/vm";
 import { testStack, type TestStack } from "./harness";
 
 // Logins other than root, hostile values that are legal, and a host whose conntrack table is
@@ -14,11 +14,8 @@ import { testStack, type TestStack } from "./harness";
 const vmName = "e2e-privilege";
 let vm: LabHost;
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   const t = Date.now();
   try {

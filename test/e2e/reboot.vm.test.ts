@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bootVm, destroyVm, rebootVm, vmExec } from "../lab/vm";
+import { bootVm, destroyVm, rebootVm, vmSh } from "../lab/vm";
 import type { LabHost } from "../lab/netns";
 import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
 
@@ -12,11 +12,8 @@ let vm: LabHost;
 let stack: TestStack;
 const others: TestStack[] = [];
 
-async function sh(command: string): Promise<string> {
-  const r = await vmExec(vmName, command);
-  if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+/** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
+const sh = (command: string) => vmSh(vmName, command);
 const icmpKey = "net.netfilter.nf_conntrack_icmp_timeout";
 const settings = (udp: number) => ({ settings: { value: JSON.stringify({ timeouts: { udp } }) } });
 const liveUdp = () => sh(`udevadm settle; modprobe nf_conntrack; udevadm settle; sysctl -n ${udpKey}`);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
-import { bootVm, destroyVm, rebootVm, vmExec, type DebianRelease } from "../lab/vm";
-import { disposeStacks, pulumiCli, testStack, type TestStack } from "./harness";
+import { bootVm, destroyVm, rebootVm, vmSh, type DebianRelease } from "../lab/vm";
+import { type Declared, declaredStack, disposeStacks, pulumiCli, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
 // systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
@@ -19,16 +19,11 @@ describe.each(releases)("Debian %s", (release) => {
   let vm: LabHost;
   const stacks: TestStack[] = [];
 
-  async function sh(command: string): Promise<string> {
-    const r = await vmExec(vmName, command);
-    if (r.code !== 0) throw new Error(`${release}: ${command} → exit ${r.code}: ${r.stderr}`);
-    return r.stdout.trim();
-  }
+  const sh = (command: string) => vmSh(vmName, command);
   /** The values with nf_conntrack loaded (loading it, as a service restart or a rule would). */
   const values = async () => (await sh(`modprobe nf_conntrack && udevadm settle && sysctl -n ${keys.join(" ")} && cat /sys/module/nf_conntrack/parameters/hashsize`)).split("\n");
-  const stackOf = async (name: string, declared: Array<{ type: string; name: string; args: object }>) => {
-    const connection = { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey };
-    const s = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: { value: JSON.stringify(declared) } }, { stackName: `${release}-${name}` });
+  const stackOf = async (name: string, declared: Declared[]) => {
+    const s = await declaredStack(`${release}-${name}`, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
     stacks.push(s);
     return s;
   };

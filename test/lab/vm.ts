@@ -57,8 +57,8 @@ const REBOOT_TIMEOUT_MS = 6 * 60_000;
 
 /** The Debian releases the lab builds VM images of (lab/vm/build-image.sh). */
 export type DebianRelease = "bullseye" | "bookworm" | "trixie";
-/** A release's image, or its variant with ufw instead of netfilter-persistent (they conflict). */
-export type LabImage = DebianRelease | `${DebianRelease}+ufw`;
+/** A release's image, or its variant with ufw instead of netfilter-persistent (they conflict), or with Docker and fail2ban. */
+export type LabImage = DebianRelease | `${DebianRelease}+ufw` | `${DebianRelease}+neighbours`;
 
 /** Start VM `name` (or resume it after powerOffVm, same disk and host key); resolves once SSH answers. */
 export async function bootVm(name: string, release: LabImage = "bookworm"): Promise<LabHost> {
@@ -98,4 +98,11 @@ export async function cleanupVms(): Promise<void> {
 export async function vmExec(name: string, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
   const h = await readHostJson(name);
   return sshExec(h, h.privateKeyPath, command, opts);
+}
+
+/** Run `command` as root in the VM: its trimmed stdout, or an error naming the VM, the command, its exit code and stderr. */
+export async function vmSh(name: string, command: string): Promise<string> {
+  const r = await vmExec(name, command);
+  if (r.code !== 0) throw new Error(`${name}: ${command} → exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
 }
