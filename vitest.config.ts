@@ -8,7 +8,7 @@ import { defineConfig } from "vitest/config";
 // at once only in the last part of the run.
 const lab = { testTimeout: 900_000, hookTimeout: 900_000, fileParallelism: false, sequence: { concurrent: false } };
 const vmFiles = ["test/e2e/**/*.vm.test.ts"];
-const vmLateFiles = ["test/e2e/releases.vm.test.ts"];
+const vmLateFiles = ["test/e2e/releases.vm.test.ts", "test/e2e/firewalls.vm.test.ts"];
 
 export default defineConfig({
   test: {

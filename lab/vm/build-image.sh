@@ -2,7 +2,8 @@
 # Build (or reuse) a Debian VM image of the pulumi-conntrack test lab: Debian 12 (bookworm) by
 # default, or 11 (bullseye) or 13 (trixie) with PULUMI_CONNTRACK_DEBIAN_RELEASE. A release may name
 # a variant after a "+": "bookworm+ufw" has ufw instead of iptables-persistent (Debian's ufw
-# Breaks netfilter-persistent: a host has one or the other).
+# Breaks netfilter-persistent: a host has one or the other); "bookworm+neighbours" adds Docker
+# (docker.io) and fail2ban, not started at boot.
 #
 # Everything comes from Debian's packages: debootstrap --variant=minbase RELEASE, the cloud kernel,
 # systemd, openssh-server, iptables (+ iptables-persistent), conntrack. The image carries NO SSH
@@ -31,11 +32,15 @@ for tool in debootstrap mkfs.ext4 chroot sha256sum flock; do
 done
 
 RELEASE=${PULUMI_CONNTRACK_DEBIAN_RELEASE:-bookworm}
-[[ $RELEASE =~ ^(bullseye|bookworm|trixie)(\+ufw)?$ ]] || die "PULUMI_CONNTRACK_DEBIAN_RELEASE must be bullseye, bookworm or trixie, optionally +ufw (got '$RELEASE')"
+[[ $RELEASE =~ ^(bullseye|bookworm|trixie)(\+(ufw|neighbours))?$ ]] || die "PULUMI_CONNTRACK_DEBIAN_RELEASE must be bullseye, bookworm or trixie, optionally +ufw or +neighbours (got '$RELEASE')"
 SUITE=${RELEASE%%+*}
-# The firewall packages: iptables-persistent (netfilter-persistent) by default, ufw in its variant.
+# The firewall packages: iptables-persistent (netfilter-persistent) by default, ufw in its variant;
+# the neighbours variant adds the tools whose rules live beside ours on busy hosts (Docker,
+# fail2ban with its journal backend), installed but not started at boot.
+NEIGHBOURS=()
 case $RELEASE in
   *+ufw) PERSISTENT=ufw ;;
+  *+neighbours) PERSISTENT=iptables-persistent; NEIGHBOURS=(docker.io fail2ban python3-systemd) ;;
   *) PERSISTENT=iptables-persistent ;;
 esac
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
@@ -125,7 +130,7 @@ EOF
 in_root debconf-set-selections /tmp/preseed
 rm -f "$ROOT/tmp/preseed"
 mount -t proc proc "$ROOT/proc"
-in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 "$PERSISTENT" nftables firewalld >&2
+in_root apt-get install -y --no-install-recommends linux-image-cloud-amd64 "$PERSISTENT" nftables firewalld "${NEIGHBOURS[@]}" >&2
 umount "$ROOT/proc"
 in_root apt-get clean
 rm -rf "$ROOT"/var/lib/apt/lists/*
@@ -174,6 +179,15 @@ if [[ $PERSISTENT == ufw ]]; then
 else
   in_root systemctl enable netfilter-persistent.service >&2
   in_root systemctl disable firewalld.service nftables.service >&2
+fi
+if [[ ${#NEIGHBOURS[@]} -gt 0 ]]; then
+  in_root systemctl disable docker.service docker.socket containerd.service fail2ban.service >&2
+  # Debian's sshd jail reads /var/log/auth.log, which a host without rsyslog lacks: the journal.
+  cat >"$ROOT/etc/fail2ban/jail.d/pulumi-conntrack-lab.conf" <<'EOF'
+[sshd]
+enabled = true
+backend = systemd
+EOF
 fi
 
 # Drivers udev would autoload for the emulated machine (-cpu max has svm/vmx; i440fx has IDE) that

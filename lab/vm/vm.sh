@@ -3,7 +3,8 @@
 # through a 127.0.0.1 port forward.
 #
 #   vm.sh boot NAME [RELEASE]  start (or resume) VM NAME, Debian 12 (bookworm) unless RELEASE says
-#                         bullseye or trixie (bookworm+ufw: ufw instead of netfilter-persistent);
+#                         bullseye or trixie (bookworm+ufw: ufw instead of netfilter-persistent;
+#                         bookworm+neighbours: with Docker and fail2ban);
 #                         prints its host.json as the last stdout line
 #   vm.sh reboot NAME     reboot the guest, wait until SSH is back with the same host key
 #   vm.sh poweroff NAME   clean shutdown; the disk, keys and port are kept for the next `boot`
@@ -179,7 +180,7 @@ lock_vm() {
 cmd_boot() {
   local name=$1 release=${2:-bookworm} dir image machine_id start attempt err pid
   check_name "$name"
-  [[ $release =~ ^(bullseye|bookworm|trixie)(\+ufw)?$ ]] || die "bad release '$release' (bullseye, bookworm or trixie, optionally +ufw: lab/vm/build-image.sh)"
+  [[ $release =~ ^(bullseye|bookworm|trixie)(\+(ufw|neighbours))?$ ]] || die "bad release '$release' (bullseye, bookworm or trixie, optionally +ufw or +neighbours: lab/vm/build-image.sh)"
   dir=$VM_ROOT/$name
   mkdir -p "$dir"
   lock_vm "$name"
