@@ -80,7 +80,9 @@ async function disarm(target: HostTarget, dir: string, seconds: number): Promise
     gotIn = true;
     try {
       const r = await s.run(sh`mv ${dir}/armed ${dir}/disarmed && rm -rf ${dir}`.text, "disarm the lockout guard");
-      return r.code === 0 ? { disarmed: true, why: "", gotIn } : { disarmed: false, why: `the timer had already fired (${r.stderr.trim() || `exit ${r.code}`})`, gotIn };
+      // In only after the timer fired: as good as not in (the host has reverted), whether the
+      // change cut SSH until its revert or the host was too slow to let anyone in within the window.
+      return r.code === 0 ? { disarmed: true, why: "", gotIn } : { disarmed: false, why: `a new connection got in only after the guard's timer had fired (${r.stderr.trim() || `exit ${r.code}`})`, gotIn: false };
     } finally {
       s.close();
     }
