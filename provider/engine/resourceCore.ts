@@ -128,6 +128,9 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
     return said.length > 0 ? { ...outputs, warnings: [...said, ...(outputs.warnings ?? [])] } : outputs;
   }
 
+  /** check's refusal of a host, each reason after the host's name. */
+  const refuse = (target: HostTarget, reasons: string[]): Checked => ({ failures: reasons.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) });
+
   /** check's plan of a resource whose settings and host are known, from the host's facts. */
   function planChecked(inputs: BaseInputs, news: BaseInputs, olds: BaseInputs | undefined, settings: S, target: HostTarget, facts: HostFacts): Checked {
     const label = labelOf(kind.type, news);
@@ -136,15 +139,15 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
     const wanted = kind.want(settings, facts, { label });
     const values = Object.fromEntries(Object.entries(wanted.claims).map(([item, c]) => [spec.display(item), c.value]));
     const clashes = declareIntents(target.key, label, { ...(kind.intents?.(settings, facts) ?? { needs: [], removes: [] }), values });
-    if (clashes.length > 0) return { failures: clashes.map((c) => ({ property: "connection", reason: `${target.label}: ${c}: drop one of them from this host, or make them agree` })) };
-    if (wanted.blockers.length > 0) return { failures: wanted.blockers.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+    if (clashes.length > 0) return refuse(target, clashes.map((c) => `${c}: drop one of them from this host, or make them agree`));
+    if (wanted.blockers.length > 0) return refuse(target, wanted.blockers);
     const labels = [label, ...(olds?.owner ? [labelOf(kind.type, olds)] : [])];
     const mine = ownersLabelled(currentLedger(facts), labels);
     let plan = mine.length === 0 ? spec.legacy?.preview(settings, facts, news, target) : undefined;
     let hostPlan: HostPlan | undefined;
     if (!plan) {
       hostPlan = planHost({ owner: mine[0] ?? "(new)", labels, claims: claimsOf(wanted, label), facts, backends: kind.backends, unreadable: "(module not loaded)" });
-      if (hostPlan.conflicts.length > 0) return { failures: conflictMessages(hostPlan).map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+      if (hostPlan.conflicts.length > 0) return refuse(target, conflictMessages(hostPlan));
       plan = describe(spec, hostPlan, wanted, facts);
     }
     differsFromHost.set(runKey(news), Object.keys(plan).length > 0);
@@ -196,12 +199,12 @@ export function resourceCore<S>(spec: ResourceSpec<S>): ResourceCore {
       // A host without a tool or flag our scripts use is refused before anything is planned: an
       // apply would fail half way (and facts read without it may be wrong).
       const floor = floorBlockers(facts.tools);
-      if (floor.length > 0) return { failures: floor.map((reason) => ({ property: "connection", reason: `${target.label}: ${reason}` })) };
+      if (floor.length > 0) return refuse(target, floor);
       try {
         return planChecked(inputs, news, olds, settings.data, target, facts);
       } catch (err) {
         // A ledger broken by hand: the host's name, the file and the fix, not a stack trace.
-        if (err instanceof LedgerError) return { failures: [{ property: "connection", reason: `${target.label}: ${err.message}` }] };
+        if (err instanceof LedgerError) return refuse(target, [err.message]);
         throw err;
       }
     },
