@@ -42,6 +42,12 @@ export async function installPlugin(stack: TestStack, file: string): Promise<str
   return run("pulumi", ["plugin", "install", "resource", "conntrack", pluginVersion, "--file", file, "--non-interactive"], env);
 }
 
+/** `pulumi schema check conntrack`: the engine starts the installed plugin and checks the schema it serves. */
+export async function checkSchema(stack: TestStack): Promise<string> {
+  const env = { ...process.env, PULUMI_HOME: join(stack.dir, "home"), PULUMI_SKIP_UPDATE_CHECK: "true" };
+  return run("pulumi", ["schema", "check", "conntrack"], env);
+}
+
 /** What a test file of the plugin needs: namespaced hosts, the tarball, the YAML host on PATH. */
 export interface PluginLab {
   hosts: LabHost[];

@@ -1,10 +1,11 @@
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, type LabHost } from "../lab/netns";
 import { pulumiCli, testStack, type TestStack } from "./harness";
-import { installPlugin, startPluginLab, type PluginLab } from "./plugin";
+import { checkSchema, installPlugin, pluginVersion, startPluginLab, type PluginLab } from "./plugin";
 
 // Pulumi YAML for real (issue 27): examples/yaml-limits through the real pulumi CLI, the real YAML
 // language host (scripts/pulumi-yaml.sh) and the provider plugin installed from its tarball as
@@ -22,7 +23,7 @@ const timeouts = (h: LabHost) => inNs(h, "sysctl", "-n", icmpKey, udpKey).split(
 const ours = async (h: LabHost) => (await hostExec(h, "ls /etc/sysctl.d /etc/udev/rules.d /var/lib 2>/dev/null | grep pulumi-conntrack || true")).stdout.trim();
 
 beforeAll(async () => {
-  lab = await startPluginLab(1, prefix);
+  lab = await startPluginLab(2, prefix);
 });
 
 afterAll(() => lab?.end(stacks));
@@ -34,6 +35,8 @@ describe("Pulumi YAML through the provider plugin", () => {
     const s = await testStack("yaml-limits", { host: { value: h.host }, port: { value: String(h.port) }, hostKey: { value: h.hostKey }, privateKey: { value: h.privateKey, secret: true } }, { from: join(repo, "examples", "yaml-limits") });
     stacks.push(s);
     await installPlugin(s, lab.tarball);
+    // The schema the installed plugin serves passes the CLI's own check (run() rejects on a non-zero exit).
+    await checkSchema(s);
     const keyLine = h.privateKey.split("\n")[1];
 
     const preview = await s.preview();
@@ -82,5 +85,37 @@ describe("Pulumi YAML through the provider plugin", () => {
     await s.destroy();
     expect(timeouts(h)).toEqual(before);
     expect(await ours(h)).toBe("");
+  });
+
+  it("docs/api.md's example with the plugin found on PATH (a clone's bin/, nothing installed): NotrackRule, ConntrackLimits and getConntrackStatus by fn::invoke; converged after up; destroy restores", async () => {
+    const h = lab.hosts[1];
+    const rules = () => inNs(h, "iptables-save", "-t", "raw").split("\n").filter((l) => l.startsWith("-A ")).join("\n");
+    const rawBefore = rules();
+    const udpBefore = inNs(h, "sysctl", "-n", udpKey);
+    const path = process.env.PATH;
+    // The CLI finds pulumi-resource-conntrack on PATH (an "ambient" plugin): bin/ runs dist/ of this clone.
+    process.env.PATH = `${join(repo, "bin")}:${path}`;
+    try {
+      const s = await testStack("yaml-notrack", { host: { value: h.host }, port: { value: String(h.port) }, hostKey: { value: h.hostKey }, privateKey: { value: h.privateKey, secret: true } }, { stackName: "notrack" });
+      stacks.push(s);
+      const up = await s.up();
+      expect(up.changes).toMatchObject({ create: 3 });
+      expect(existsSync(join(s.dir, "home", "plugins", `resource-conntrack-v${pluginVersion}`))).toBe(false);
+      expect(rules()).toMatch(/-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment "?pulumi-conntrack"? -j CT --notrack/);
+      expect(rules()).toMatch(/-A PREROUTING -p tcp -m tcp --dport 443 -m comment --comment "?pulumi-conntrack"? -j CT --notrack/);
+      expect(inNs(h, "sysctl", "-n", udpKey)).toBe("20");
+      // getConntrackStatus read the host through the plugin's Invoke: its own table's figures.
+      expect(up.outputs.max).toBe(Number(inNs(h, "sysctl", "-n", "net.netfilter.nf_conntrack_max")));
+      expect(typeof up.outputs.usage).toBe("number");
+      expect(Object.keys(up.outputs.notrackLive as object).length).toBeGreaterThan(0);
+      const converged = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+      expect(converged.code, converged.output).toBe(0);
+      await s.destroy();
+      expect(rules()).toBe(rawBefore);
+      expect(inNs(h, "sysctl", "-n", udpKey)).toBe(udpBefore);
+      expect(await ours(h)).toBe("");
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
