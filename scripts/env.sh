@@ -9,6 +9,11 @@ if [ -z "${PULUMI_CONNTRACK_NO_CLI:-}" ]; then
   # pulumi-resource-pulumi-nodejs (the dynamic-provider host) ships inside @pulumi/pulumi.
   export PATH="$_pulumi_bin:$_repo/node_modules/@pulumi/pulumi:$PATH"
 fi
+# Every pulumi run starts Node.js processes (the program, the dynamic-provider host, the plugin)
+# that compile @pulumi/pulumi, grpc and protobuf afresh: Node's on-disk compile cache halves that
+# (measured here: 0.65 -> 0.37 s of CPU to load @pulumi/pulumi and the provider). Keyed by each
+# file's contents, so a changed file is compiled again.
+export NODE_COMPILE_CACHE="${NODE_COMPILE_CACHE:-$PULUMI_CONNTRACK_CACHE/node-compile-cache}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-}"

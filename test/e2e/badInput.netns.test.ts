@@ -112,25 +112,24 @@ describe("bad input", () => {
     expect(corpus.length).toBeGreaterThanOrEqual(50);
     const connection = { host: host.host, port: host.port, user: host.user, privateKey: host.privateKey, hostKey: host.hostKey };
     const refusals: string[] = [];
-    // Four previews at a time: each is a whole pulumi run (CLI, program, provider).
+    // Four previews at a time: each is a whole pulumi run (CLI, program, provider). A preview
+    // creates nothing, so each worker keeps one stack and only changes its declaration.
     let next = 0;
-    const worker = async () => {
-      while (next < corpus.length) {
-        const i = next++;
-        const [type, args] = corpus[i];
-        const stack = await testStack("declared", {
-          connection: { value: JSON.stringify(connection), secret: true },
-          declared: { value: JSON.stringify([{ type, name: `bad-${i}`, args }]) },
-        }, { stackName: `bad${i}` });
-        try {
+    const worker = async (w: number) => {
+      const stack = await testStack("declared", { connection: { value: JSON.stringify(connection), secret: true } }, { stackName: `bad-worker${w}` });
+      try {
+        while (next < corpus.length) {
+          const i = next++;
+          const [type, args] = corpus[i];
+          await stack.setConfig({ declared: { value: JSON.stringify([{ type, name: `bad-${i}`, args }]) } });
           refusals[i] = await stack.preview().then((r) => `previewed: ${r.stdout}`, (err: Error) => err.message);
-        } finally {
-          await stack.dispose();
         }
+      } finally {
+        await stack.dispose();
       }
     };
     const t = Date.now();
-    await Promise.all(Array.from({ length: 4 }, worker));
+    await Promise.all(Array.from({ length: 4 }, (_, w) => worker(w)));
     console.log(`[figure] bad input: ${corpus.length} previews refused in ${Date.now() - t} ms; SYNs to the host: ${synCount()}`);
     corpus.forEach(([type, args, property], i) => {
       const error = refusals[i].split("\n").find((l) => l.startsWith("error:")) ?? refusals[i];
