@@ -53,13 +53,15 @@ json_str() { # JSON string literal of $1
 }
 
 # --- process identification: only our own pid files, and only if the pid is ours -----------------
-# Prints the qemu pid of run dir $1 if it is alive and its command line names that run dir.
+# Prints the qemu pid of run dir $1 if it is alive and one of its arguments is that run dir's pid
+# file (`-pidfile DIR/qemu.pid`), whole: a lab directory whose path ends in this one's
+# (/x/tmp/lab and /tmp/lab) holds VMs of its own, never ours.
 vm_pid() {
   local dir=$1 pid
   [[ -f $dir/qemu.pid ]] || return 1
   pid=$(tr -dc 0-9 <"$dir/qemu.pid")
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$dir/qemu.pid" || return 1
   echo "$pid"
 }
 
