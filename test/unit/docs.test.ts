@@ -54,7 +54,7 @@ describe("docs/api.md's argument tables agree with the zod schemas", () => {
 
 describe("every message the docs quote is one the code can print", () => {
   const corpus = codeMessages(root);
-  for (const doc of ["docs/api.md", "docs/troubleshooting.md"]) {
+  for (const doc of ["README.md", "docs/api.md", "docs/troubleshooting.md"]) {
     it(doc, () => {
       const quotes = quotedMessages(read(doc));
       expect(quotes.length).toBeGreaterThan(0);
