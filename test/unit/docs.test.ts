@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { connectionSchema } from "../../sdk/connection";
 import { conntrackLimitsSettingsSchema, timeoutKernelSuffix } from "../../sdk/conntrackLimits.schema";
-import { firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
+import { firewallServices, firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
 import { kernelModuleSetSettingsSchema } from "../../sdk/kernelModuleSet.schema";
 import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
 import { argumentTables, mismatches, shapeOf } from "./docsTables";
@@ -49,6 +49,14 @@ describe("docs/api.md's argument tables agree with the zod schemas", () => {
   it("names every timeout the schema takes, with its kernel key", () => {
     const timeoutRows = [...api.matchAll(/^\| `(\w+)` \| `(\w+)` \| \d+ \|$/gm)].map((m) => [m[1], m[2]]);
     expect(Object.fromEntries(timeoutRows)).toEqual(timeoutKernelSuffix);
+  });
+});
+
+describe("README", () => {
+  it("lists the FirewallState services the schema takes, and no other", () => {
+    const row = read("README.md").split("\n").find((line) => line.startsWith("| `FirewallState` |")) ?? "";
+    const listed = [...row.matchAll(/`"([^"`]+)"`/g)].map((m) => m[1]);
+    expect(listed.sort()).toEqual([...firewallServices].sort());
   });
 });
 
