@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { connectionSchema } from "../../sdk/connection";
@@ -6,7 +6,7 @@ import { conntrackLimitsSettingsSchema, timeoutKernelSuffix } from "../../sdk/co
 import { firewallServices, firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
 import { kernelModuleSetSettingsSchema } from "../../sdk/kernelModuleSet.schema";
 import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
-import { argumentTables, mismatches, shapeOf } from "./docsTables";
+import { argumentTables, mismatches, outputTables, shapeOf } from "./docsTables";
 import { codeMessages, quotedMessages, unprintable } from "./docsMessages";
 
 const root = resolve(import.meta.dirname, "..", "..");
@@ -49,6 +49,21 @@ describe("docs/api.md's argument tables agree with the zod schemas", () => {
   it("names every timeout the schema takes, with its kernel key", () => {
     const timeoutRows = [...api.matchAll(/^\| `(\w+)` \| `(\w+)` \| \d+ \|$/gm)].map((m) => [m[1], m[2]]);
     expect(Object.fromEntries(timeoutRows)).toEqual(timeoutKernelSuffix);
+  });
+});
+
+describe("docs/api.md's output tables", () => {
+  it("list each resource class's declared outputs (sdk/*.ts), and no other", () => {
+    const declared: Record<string, string[]> = {};
+    for (const file of readdirSync(join(root, "sdk")).filter((f) => f.endsWith(".ts"))) {
+      const source = read(join("sdk", file));
+      const outputs = [...source.matchAll(/^\s*declare public readonly (\w+)\b/gm)].map((m) => m[1]);
+      const resource = /^export class (\w+)/m.exec(source)?.[1];
+      if (resource && outputs.length > 0) declared[resource] = outputs.sort();
+    }
+    const documented = Object.fromEntries(Object.entries(outputTables(api)).map(([section, names]) => [section, names.sort()]));
+    expect(Object.keys(declared).length).toBeGreaterThan(0);
+    expect(documented).toEqual(declared);
   });
 });
 
