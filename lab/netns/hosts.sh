@@ -19,9 +19,10 @@
 # even under the same PREFIX: `up` then fails, naming the lab directory that holds them.
 #   - root-namespace veths named PREFIX-h<i> whose alias is "pulumi-conntrack-lab:LAB_DIR" (the
 #     marker: it names the lab directory);
-#   - network namespaces named PREFIX-h<i> whose veth carries that marker, or that are empty (only
-#     lo, no processes) while this lab's state knows the host (a crash between "netns add" and
-#     "link add");
+#   - network namespaces named PREFIX-h<i> whose veth carries that marker; and, while this lab's
+#     state knows the host, those that are empty (only lo, no processes: a crash between "netns
+#     add" and "link add") or whose veth has the marker of hosts.sh before lab directories
+#     (alias pulumi-conntrack-lab alone);
 #   - processes whose argv holds one of its sshd config paths (PREFIX dir/h<i>/sshd/sshd_config),
 #     and processes inside the namespaces above (the sshds' session children).
 # One lock for every lab directory (/run/lock/pulumi-conntrack-lab-netns.lock): namespace names,
@@ -107,14 +108,16 @@ ensure_client_key() {
 # Discovery of what we own.
 
 # Root-namespace veths named like a lab host and carrying a lab's marker, whichever lab directory
-# made them: "name prefix labdir" lines.
+# made them: "name prefix labdir" lines ("-" for the marker of hosts.sh before lab directories).
 lab_root_links() {
-  ip -o link show type veth 2>/dev/null | awk -v lab="$LAB_NAME:" '{
+  ip -o link show type veth 2>/dev/null | awk -v lab="$LAB_NAME" '{
     name = $2; sub(/:$/, "", name); sub(/@.*/, "", name)
     alias = ""; for (i = 3; i < NF; i++) if ($i == "alias") { alias = $(i + 1); break }
-    if (name ~ /^[a-z0-9]+-h[0-9]+$/ && length(name) <= 13 && index(alias, lab) == 1) {
-      p = name; sub(/-h[0-9]+$/, "", p); print name, p, substr(alias, length(lab) + 1)
-    }
+    if (name !~ /^[a-z0-9]+-h[0-9]+$/ || length(name) > 13) next
+    if (alias == lab) dir = "-"
+    else if (index(alias, lab ":") == 1) dir = substr(alias, length(lab) + 2)
+    else next
+    p = name; sub(/-h[0-9]+$/, "", p); print name, p, dir
   }'
 }
 
@@ -224,6 +227,8 @@ down_prefix() {
     i="${n##*-h}"
     if [[ -n "${our_links[$n]:-}" ]]; then
       nss+=("$n") # its veth (same name) carries our marker
+    elif [[ -d "$pdir/h$i" && "$(cat "/sys/class/net/$n/ifalias" 2>/dev/null)" == "$LAB_NAME" ]]; then
+      nss+=("$n") # made under our state by a hosts.sh from before lab directory markers
     elif [[ -d "$pdir/h$i" && "$(ip -n "$n" -o link show 2>/dev/null | grep -vc ': lo: ')" == 0 ]]; then
       nss+=("$n") # empty (crash between "netns add" and "link add"): ours if no process is in it
       maybe[$n]=1
