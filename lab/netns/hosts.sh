@@ -38,6 +38,11 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab}" # NS_DIR, CLIENT_KEY, MARKER below
 LAB_NAME="pulumi-conntrack-lab" # the client key's comment; every lab's veth marker begins with it
 LOCK=/run/lock/pulumi-conntrack-lab-netns.lock
+# MAC prefixes of the veths' two ends: how a hosts.sh from before lab directory markers (still
+# run by older checkouts on the same machine) tells a lab's addresses in 10.213.0.0/16 from a
+# foreign route. Nothing here reads them.
+MAC_HOST="02:70:63:6c"
+MAC_NS="02:70:63:6d"
 NET="10.213"
 BLOCKS=16384 # /30 blocks in 10.213.0.0/16
 MAX_HOSTS=500
@@ -555,10 +560,11 @@ cmd_up() {
 
   # network: namespace, veth, its marker (the kernel takes no alias in "link add": a crash right
   # between the two lines leaves a veth no lab claims), host-side address
-  local batch=""
+  local batch="" hi
   for ((i = 1; i <= n; i++)); do
+    printf -v hi '%02x:%02x' $((i / 256)) $((i % 256))
     batch+="netns add ${names[i - 1]}
-link add ${names[i - 1]} type veth peer name eth0 netns ${names[i - 1]}
+link add ${names[i - 1]} address $MAC_HOST:$hi type veth peer name eth0 address $MAC_NS:$hi netns ${names[i - 1]}
 link set dev ${names[i - 1]} alias $MARKER
 addr add ${haddrs[i - 1]}/30 dev ${names[i - 1]}
 link set dev ${names[i - 1]} up
