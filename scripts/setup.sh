@@ -17,6 +17,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's openssh-server enables and starts the machine's own sshd on port 22 of every address.
+  # The lab only needs the program (each namespaced host runs /usr/sbin/sshd with a config of its
+  # own), so a service this run installed goes off again; one that was there before is left alone.
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    log "stopping and disabling the ssh service openssh-server started (the lab runs its own sshds)"
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now --quiet ssh.service ssh.socket || log "warning: could not stop the ssh service: systemctl disable --now ssh.service ssh.socket"
+    else
+      { service ssh stop && update-rc.d ssh disable; } >/dev/null 2>&1 || log "warning: could not stop the ssh service: service ssh stop; update-rc.d ssh disable"
+    fi
+  fi
 fi
 command -v go >/dev/null || { echo "Go (1.24 or newer) is needed to build the pulumi CLI; this machine kind ships it in /usr/local/go" >&2; exit 1; }
 

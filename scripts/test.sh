@@ -6,13 +6,31 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+# The tests' hosts and VMs live in a lab directory of their own (test/lab/host.ts has the same
+# default for vitest run directly), so the run stops only what test runs started: a demo VM
+# (scripts/demo.sh, in the scripts' default lab directory) or another lab directory's hosts keep
+# running.
+export PULUMI_CONNTRACK_LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab-tests}"
+# One run at a time per lab directory: a second one would take the first one's hosts and VMs for
+# leftovers and stop them. The lock is fd 9, held by this script and inherited by every process of
+# the run, so it is free again only when the last of them is gone; the lab's daemons that may
+# outlive a run (hosts.sh's sshds, vm.sh's qemu) are started with fd 9 closed.
+mkdir -p "$PULUMI_CONNTRACK_LAB_DIR"
+run_lock="$PULUMI_CONNTRACK_LAB_DIR/test-run.lock"
+exec 9>>"$run_lock"
+if ! flock -n 9; then
+  taker="$(cat "$run_lock" 2>/dev/null)" || true
+  holders="$(exec 9>&-; find /proc/[0-9]*/fd -lname "$run_lock" -printf '%h\n' 2>/dev/null | cut -d/ -f3 | grep -vx "$$" | sort -un | xargs)" || true
+  echo "test.sh: another test run is using the lab in $PULUMI_CONNTRACK_LAB_DIR: it holds $run_lock" \
+    "(taken by ${taker:-a run that recorded nothing}; processes holding it now: ${holders:-none found})." \
+    "This run stopped nothing. Wait for that run to end, or stop it (kill those processes), then run again." >&2
+  exit 1
+fi
+printf 'pid %s, checkout %s, at %s\n' "$$" "$repo" "$(date '+%F %T')" >"$run_lock"
 bash scripts/setup.sh
 source scripts/env.sh
-# The tests' hosts and VMs live in a lab directory of their own, so the run stops only what test
-# runs started: a demo VM (scripts/demo.sh, in the default lab directory) or another checkout's
-# lab keeps running. Leftovers of this lab's own crashed runs (found by their names and pid files
-# under it) go first.
-export PULUMI_CONNTRACK_LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab-tests}"
+# Leftovers of this lab directory's own crashed runs (found by their state, names, markers and
+# pid files under it) go first.
 bash lab/netns/hosts.sh down --all >/dev/null 2>&1 || true
 bash lab/vm/vm.sh cleanup >/dev/null 2>&1 || true
 # Tests are type-checked too (vitest itself only strips types), and the API reference must build

@@ -14,26 +14,35 @@
 # (sshd's SetEnv): the commands our scripts run there, e.g. a directory of busybox applets first.
 # A host sees its own /tmp, /root, /run and /etc: make such a directory over SSH once it is up.
 #
-# What this script owns, and so the only things it ever stops or deletes:
-#   - network namespaces named PREFIX-h<i> that its state knows, or whose eth0 carries the lab's
-#     MAC marker, or that are empty (only lo, no processes: a crash between "netns add" and
-#     "link add");
-#   - root-namespace veths named PREFIX-h<i> whose MAC starts with the lab's marker (02:70:63:6c);
+# What this script owns, and so the only things it ever stops or deletes: what this lab directory
+# made. Another lab directory's hosts (another checkout's test run, a bench run) are never touched,
+# even under the same PREFIX: `up` then fails, naming the lab directory that holds them.
+#   - root-namespace veths named PREFIX-h<i> whose alias is "pulumi-conntrack-lab:LAB_DIR" (the
+#     marker: it names the lab directory);
+#   - network namespaces named PREFIX-h<i> whose veth carries that marker; and, while this lab's
+#     state knows the host, those that are empty (only lo, no processes: a crash between "netns
+#     add" and "link add") or whose veth has the marker of hosts.sh before lab directories
+#     (alias pulumi-conntrack-lab alone);
 #   - processes whose argv holds one of its sshd config paths (PREFIX dir/h<i>/sshd/sshd_config),
 #     and processes inside the namespaces above (the sshds' session children).
+# One lock for every lab directory (/run/lock/pulumi-conntrack-lab-netns.lock): namespace names,
+# veths and addresses are the machine's, so no lab sees another one's hosts half made.
 # Addresses: the i-th /30 of the block allocated in 10.213.0.0/16 (host side .1, namespace side .2).
 # A first prefix gets blocks from 0 (10.213.0.0/30 for h1); a second prefix that is up at the same
-# time gets the next free blocks. Namespaces get no default route: they reach only their /30.
+# time, in this lab directory or another, gets the next free blocks. Namespaces get no default
+# route: they reach only their /30.
 set -euo pipefail
 
 # ip, sshd, mount... live in sbin, which a test runner's PATH may lack
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab}"
-NS_DIR="$LAB_DIR/netns"
-CLIENT_KEY="$LAB_DIR/client/id_ed25519"
-ALIAS="pulumi-conntrack-lab"
-MAC_HOST="02:70:63:6c" # root-namespace side of each veth: 02 + "pcl"
-MAC_NS="02:70:63:6d"   # namespace side (eth0)
+LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntrack-lab}" # NS_DIR, CLIENT_KEY, MARKER below
+LAB_NAME="pulumi-conntrack-lab" # the client key's comment; every lab's veth marker begins with it
+LOCK=/run/lock/pulumi-conntrack-lab-netns.lock
+# MAC prefixes of the veths' two ends: how a hosts.sh from before lab directory markers (still
+# run by older checkouts on the same machine) tells a lab's addresses in 10.213.0.0/16 from a
+# foreign route. Nothing here reads them.
+MAC_HOST="02:70:63:6c"
+MAC_NS="02:70:63:6d"
 NET="10.213"
 BLOCKS=16384 # /30 blocks in 10.213.0.0/16
 MAX_HOSTS=500
@@ -56,9 +65,16 @@ case "$LAB_DIR" in
 /*) ;;
 *) die "PULUMI_CONNTRACK_LAB_DIR must be an absolute path (got '$LAB_DIR')" ;;
 esac
+# One lab directory has one spelling (as in vm.sh), so its marker is one string: /tmp/x/ is /tmp/x.
+LAB_DIR="$(realpath -m -- "$LAB_DIR")"
 # The path ends up in sshd_config, known_hosts references and JSON: keep it to plain characters.
 [[ "$LAB_DIR" =~ ^/[A-Za-z0-9._/+@,:=-]*$ ]] ||
   die "PULUMI_CONNTRACK_LAB_DIR may only contain letters, digits and ._/+@,:=- (got '$LAB_DIR')"
+NS_DIR="$LAB_DIR/netns"
+CLIENT_KEY="$LAB_DIR/client/id_ed25519"
+# The alias of every veth this lab directory makes: what tells its hosts from another lab's.
+MARKER="$LAB_NAME:$LAB_DIR"
+((${#MARKER} <= 255)) || die "PULUMI_CONNTRACK_LAB_DIR is too long: the veths' alias names it, in at most 255 bytes"
 # It ends up in sshd_config as one word: absolute directories of plain characters.
 [[ -z "$SESSION_PATH" || "$SESSION_PATH" =~ ^/[A-Za-z0-9._/+@,=-]*(:/[A-Za-z0-9._/+@,=-]*)*$ ]] ||
   die "PULUMI_CONNTRACK_NETNS_SESSION_PATH must be absolute directories of letters, digits and ._/+@,=- joined by : (got '$SESSION_PATH')"
@@ -70,11 +86,12 @@ valid_prefix() {
 now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------------------------------------
-# Locking: one lab operation at a time (address allocation, create, delete).
+# Locking: one lab operation at a time, across lab directories (address allocation, create,
+# delete): a lab then never meets another one's host half made (a namespace without its veth yet).
 take_lock() {
-  mkdir -p "$NS_DIR"
-  exec 9>"$NS_DIR/.lock"
-  flock -w 300 9 || die "timed out waiting for $NS_DIR/.lock"
+  mkdir -p "$NS_DIR" "${LOCK%/*}"
+  exec 9>"$LOCK"
+  flock -w 300 9 || die "timed out waiting for $LOCK (another hosts.sh holds it)"
 }
 
 # The lab's client key, shared with lab/vm: the same lock file (client/.lock) guards its creation.
@@ -85,7 +102,7 @@ ensure_client_key() {
     flock -w 60 8 || die "timed out waiting for $LAB_DIR/client/.lock"
     if [[ ! -s "$CLIENT_KEY" ]]; then
       rm -f "$CLIENT_KEY" "$CLIENT_KEY.pub"
-      ssh-keygen -q -t ed25519 -N '' -C "$ALIAS" -f "$CLIENT_KEY"
+      ssh-keygen -q -t ed25519 -N '' -C "$LAB_NAME" -f "$CLIENT_KEY"
     fi
     [[ -s "$CLIENT_KEY.pub" ]] || ssh-keygen -y -f "$CLIENT_KEY" >"$CLIENT_KEY.pub"
   ) 8>"$LAB_DIR/client/.lock"
@@ -95,15 +112,34 @@ ensure_client_key() {
 # ---------------------------------------------------------------------------------------------
 # Discovery of what we own.
 
-# Root-namespace veths named like a lab host and carrying the MAC marker: "name prefix" lines.
-our_root_links() {
-  ip -o link show type veth 2>/dev/null | awk -v mac="$MAC_HOST:" '{
+# Root-namespace veths named like a lab host and carrying a lab's marker, whichever lab directory
+# made them: "name prefix labdir" lines ("-" for the marker of hosts.sh before lab directories).
+lab_root_links() {
+  ip -o link show type veth 2>/dev/null | awk -v lab="$LAB_NAME" '{
     name = $2; sub(/:$/, "", name); sub(/@.*/, "", name)
-    for (i = 3; i < NF; i++) if ($i == "link/ether") { m = $(i + 1); break }
-    if (name ~ /^[a-z0-9]+-h[0-9]+$/ && length(name) <= 13 && index(m, mac) == 1) {
-      p = name; sub(/-h[0-9]+$/, "", p); print name, p
-    }
+    alias = ""; for (i = 3; i < NF; i++) if ($i == "alias") { alias = $(i + 1); break }
+    if (name !~ /^[a-z0-9]+-h[0-9]+$/ || length(name) > 13) next
+    if (alias == lab) dir = "-"
+    else if (index(alias, lab ":") == 1) dir = substr(alias, length(lab) + 2)
+    else next
+    p = name; sub(/-h[0-9]+$/, "", p); print name, p, dir
   }'
+}
+
+# The veths of this lab directory: "name prefix" lines.
+our_root_links() {
+  lab_root_links | awk -v dir="$LAB_DIR" '$3 == dir { print $1, $2 }'
+}
+
+# Who holds a host name that isn't ours, for a message: the lab directory its veth names.
+holder_of() { # holder_of NAME
+  local alias
+  alias="$(cat "/sys/class/net/$1/ifalias" 2>/dev/null)" || alias=""
+  case "$alias" in
+  "$LAB_NAME:"*) echo "the lab in ${alias#"$LAB_NAME:"}" ;;
+  "$LAB_NAME") echo "a host of a hosts.sh from before lab directory markers: ip netns pids $1 | xargs -r kill; ip netns del $1" ;;
+  *) echo "no veth of that name carries a lab's marker" ;;
+  esac
 }
 
 # ERE_Q := the path $1 quoted for a bash =~ regex (LAB_DIR's allowed characters: only . and +
@@ -187,20 +223,22 @@ down_prefix() {
   # 2. our namespaces, and every process inside them (the sshds' session children, commands a
   #    test started there)
   local -a nss=() candidates=()
-  local -A maybe=() ino_owned=() ns_ino=()
+  local -A maybe=() ino_owned=() ns_ino=() our_links=()
   while read -r n _; do
     [[ "$n" =~ ^${p}-h[0-9]{1,3}$ ]] && candidates+=("$n")
   done < <(ip netns list 2>/dev/null || true)
+  while read -r n _; do our_links[$n]=1; done < <(our_root_links)
   for n in "${candidates[@]}"; do
     i="${n##*-h}"
-    if [[ -d "$pdir/h$i" ]] ||
-      ip -n "$n" -o link show dev eth0 2>/dev/null | grep -q "link/ether $MAC_NS:"; then
-      nss+=("$n")
-    elif [[ "$(ip -n "$n" -o link show 2>/dev/null | grep -vc ': lo: ')" == 0 ]]; then
+    if [[ -n "${our_links[$n]:-}" ]]; then
+      nss+=("$n") # its veth (same name) carries our marker
+    elif [[ -d "$pdir/h$i" && "$(cat "/sys/class/net/$n/ifalias" 2>/dev/null)" == "$LAB_NAME" ]]; then
+      nss+=("$n") # made under our state by a hosts.sh from before lab directory markers
+    elif [[ -d "$pdir/h$i" && "$(ip -n "$n" -o link show 2>/dev/null | grep -vc ': lo: ')" == 0 ]]; then
       nss+=("$n") # empty (crash between "netns add" and "link add"): ours if no process is in it
       maybe[$n]=1
     else
-      log "leaving namespace $n alone: not created by this lab"
+      log "leaving namespace $n alone: it belongs to $(holder_of "$n")"
     fi
   done
   if ((${#nss[@]} > 0)); then
@@ -213,7 +251,7 @@ down_prefix() {
       ino="${ns_ino[$n]:-}"
       [[ -n "$ino" ]] || continue
       if [[ -n "${maybe[$n]:-}" && -n "${ino_pids[$ino]:-}" ]]; then
-        log "leaving namespace $n alone: not created by this lab"
+        log "leaving namespace $n alone: it has no veth of this lab, and processes run in it"
         continue
       fi
       keep+=("$n")
@@ -297,11 +335,12 @@ all_prefixes() {
       d="${d##*/}"
       [[ "$d" =~ ^[a-z0-9]{1,8}$ ]] && echo "$d"
     done
-    # Only what this lab directory knows: another lab's hosts (their veths carry the same MAC
-    # marker) are not ours to stop. A prefix's own leftovers go with its next `up` or `down`.
+    # Only what this lab directory knows (its state, its sshds' argv, its veths' marker): another
+    # lab's hosts are not ours to stop.
     ere_quote "$NS_DIR"
     grep -ahoE -- "$ERE_Q/[a-z0-9]{1,8}/h[0-9]+/sshd/sshd_config" \
       /proc/[0-9]*/cmdline 2>/dev/null | sed "s|^$NS_DIR/||; s|/.*||" || true
+    our_root_links | awk '{ print $2 }'
   } | sort -u
 }
 
@@ -321,10 +360,11 @@ cmd_down() {
 # ---------------------------------------------------------------------------------------------
 # up
 
-# Blocks used in 10.213.0.0/16 by our links; dies when something else routes into the range.
+# Blocks used in 10.213.0.0/16 by the links of any lab directory (the range is the machine's);
+# dies when something else routes into it.
 used_blocks() {
   local ours
-  ours=" $(our_root_links | awk '{ printf "%s ", $1 }')"
+  ours=" $(lab_root_links | awk '{ printf "%s ", $1 }')"
   ip -4 -o route show table all 2>/dev/null | awk -v ours="$ours" '
     function ip2n(s,   a, n) { n = split(s, a, "."); while (n < 4) a[++n] = 0
       return ((a[1] * 256 + a[2]) * 256 + a[3]) * 256 + a[4] }
@@ -446,15 +486,15 @@ cmd_up() {
   fi
   ensure_client_key
 
-  # names we are about to create must be free (down_prefix leaves foreign ones alone)
+  # names we are about to create must be free (down_prefix leaves another lab's alone)
   local taken="" name
   nslist=" $(ip netns list 2>/dev/null | awk '{ printf "%s ", $1 }') "
   links=" $(ip -o link show 2>/dev/null | awk '{ n = $2; sub(/:$/, "", n); sub(/@.*/, "", n); printf "%s ", n }') "
   for ((i = 1; i <= n; i++)); do
     name="$p-h$i"
-    [[ "$nslist" == *" $name "* || "$links" == *" $name "* ]] && taken+=" $name"
+    [[ "$nslist" == *" $name "* || "$links" == *" $name "* ]] && taken+=" $name ($(holder_of "$name"))"
   done
-  [[ -z "$taken" ]] || die "names taken by something this lab doesn't own:$taken (use another PREFIX)"
+  [[ -z "$taken" ]] || die "names taken:$taken; this lab ($LAB_DIR) leaves them alone. Use another PREFIX, or stop those hosts from their own lab: PULUMI_CONNTRACK_LAB_DIR=<its directory> bash lab/netns/hosts.sh down $p"
 
   local base
   base="$(allocate "$n" "$p")"
@@ -490,7 +530,7 @@ cmd_up() {
     keygens+=("$!")
     printf '%s\n' "$name" >"$hd/etc-upper/hostname"
     printf '%s\n127.0.1.1 %s\n' "$etc_hosts" "$name" >"$hd/etc-upper/hosts"
-    printf '%s %s\n' "$CLIENT_PUB" "$ALIAS" >"$hd/root/.ssh/authorized_keys"
+    printf '%s %s\n' "$CLIENT_PUB" "$LAB_NAME" >"$hd/root/.ssh/authorized_keys"
     printf 'NAME=%s\nADDR=%s\nHOST_ADDR=%s\n' "$name" "${naddrs[i - 1]}" "${haddrs[i - 1]}" >"$hd/host.env"
     printf '%s\n' \
       "# pulumi-conntrack lab host $name (lab/netns/hosts.sh)" \
@@ -518,13 +558,14 @@ cmd_up() {
   done
   t1="$(now_ms)"
 
-  # network: namespace, veth (MAC marker set atomically at creation), alias, host-side address
+  # network: namespace, veth, its marker (the kernel takes no alias in "link add": a crash right
+  # between the two lines leaves a veth no lab claims), host-side address
   local batch="" hi
   for ((i = 1; i <= n; i++)); do
     printf -v hi '%02x:%02x' $((i / 256)) $((i % 256))
     batch+="netns add ${names[i - 1]}
 link add ${names[i - 1]} address $MAC_HOST:$hi type veth peer name eth0 address $MAC_NS:$hi netns ${names[i - 1]}
-link set dev ${names[i - 1]} alias $ALIAS
+link set dev ${names[i - 1]} alias $MARKER
 addr add ${haddrs[i - 1]}/30 dev ${names[i - 1]}
 link set dev ${names[i - 1]} up
 "

@@ -53,13 +53,15 @@ json_str() { # JSON string literal of $1
 }
 
 # --- process identification: only our own pid files, and only if the pid is ours -----------------
-# Prints the qemu pid of run dir $1 if it is alive and its command line names that run dir.
+# Prints the qemu pid of run dir $1 if it is alive and one of its arguments is that run dir's pid
+# file (`-pidfile DIR/qemu.pid`), whole: a lab directory whose path ends in this one's
+# (/x/tmp/lab and /tmp/lab) holds VMs of its own, never ours.
 vm_pid() {
   local dir=$1 pid
   [[ -f $dir/qemu.pid ]] || return 1
   pid=$(tr -dc 0-9 <"$dir/qemu.pid")
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$dir/qemu.pid" || return 1
   echo "$pid"
 }
 
@@ -238,6 +240,8 @@ cmd_boot() {
     write_host_json "$dir" "$name"
     # No descriptor of ours reaches qemu, which outlives this script: an inherited lock (flock(1)
     # passes its fd on) would be held for as long as the VM runs.
+    # restrict=on: the guest reaches nothing outside (its DHCP still answers; DNS does not), since
+    # nothing in the lab needs it to; the two forwarded ports are how the machine reaches it.
     [[ -f $dir/console.log ]] && mv -f "$dir/console.log" "$dir/console.log.1"
     if err=$("$QEMU" \
       -name "pulumi-conntrack-$name,process=pulumi-conntrack-$name" \
@@ -247,7 +251,7 @@ cmd_boot() {
       -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
       -append "$(cat "$image/cmdline") systemd.hostname=$name systemd.machine_id=$machine_id" \
       -drive "file=$dir/disk.qcow2,format=qcow2,if=virtio,cache=unsafe,discard=unmap" \
-      -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$(cat "$dir/port")-:22,hostfwd=tcp:127.0.0.1:$(cat "$dir/port80")-:80" \
+      -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$(cat "$dir/port")-:22,hostfwd=tcp:127.0.0.1:$(cat "$dir/port80")-:80" \
       -device virtio-net-pci,netdev=net0,romfile= \
       -device virtio-rng-pci \
       -fw_cfg "name=opt/pulumi-conntrack/authorized_key,file=$CLIENT_KEY.pub" \

@@ -53,6 +53,21 @@ export interface ExecOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * The lab directory of the tests' hosts and VMs: scripts/test.sh's, also when vitest runs
+ * directly, so that tests never stop or reuse what the demo runs in the lab scripts' own default
+ * (/tmp/pulumi-conntrack-lab).
+ */
+export function labDir(): string {
+  return process.env.PULUMI_CONNTRACK_LAB_DIR || "/tmp/pulumi-conntrack-lab-tests";
+}
+
+/** Runs a lab script (lab/netns/hosts.sh, lab/vm/vm.sh) in `labDir` (the tests' unless given). */
+export function runLabScript(script: string, args: string[], options: ExecOptions & { labDir?: string } = {}): Promise<ExecResult> {
+  const { labDir: dir = labDir(), env, ...rest } = options;
+  return runProcess("bash", [script, ...args], { ...rest, env: { ...env, PULUMI_CONNTRACK_LAB_DIR: dir } });
+}
+
 /** Runs a local program; resolves with its exit status, never rejects for a non-zero exit. */
 export function runProcess(file: string, args: string[], options: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {

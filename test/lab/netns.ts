@@ -1,21 +1,18 @@
 // Namespaced lab hosts for integration tests: each host is a network namespace with its own sshd,
 // /etc (overlay), /run, /root and /tmp, made by lab/netns/hosts.sh (needs root). Node built-ins
 // only. The same LabHost shape is used by the VM half of the lab (test/lab/vm.ts).
-import { labHostFromJson, runProcess, sshExec, type ExecResult, type HostJson, type LabHost } from "./host";
+import { labHostFromJson, runLabScript, sshExec, type ExecResult, type HostJson, type LabHost } from "./host";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export type { ExecResult, LabHost } from "./host";
 
-const SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh");
+/** Absolute path of lab/netns/hosts.sh. */
+export const HOSTS_SCRIPT = join(import.meta.dirname, "..", "..", "lab", "netns", "hosts.sh");
 
 /** Private key text → a file holding it, for system ssh's -i. */
 const keyFiles = new Map<string, string>();
-
-function script(args: string[], env?: Record<string, string>): Promise<ExecResult> {
-  return runProcess("bash", [SCRIPT, ...args], { env });
-}
 
 function failure(what: string, r: ExecResult): Error {
   return new Error(`${what} failed with exit code ${r.code}:\n${r.stderr.trim()}`);
@@ -25,11 +22,11 @@ function failure(what: string, r: ExecResult): Error {
  * Starts `n` (1..100) namespaced hosts named `${prefix}-h1`..`${prefix}-h${n}` and resolves once each
  * one accepts SSH with its pinned host key. Hosts of the same prefix from an earlier run are
  * removed first. `sessionPath`: the PATH of their SSH sessions (what our scripts run there).
- * Needs root.
+ * `labDir`: the lab directory they belong to (the tests' unless given). Needs root.
  */
-export async function startHosts(n: number, prefix = "pcl", options: { sessionPath?: string } = {}): Promise<LabHost[]> {
+export async function startHosts(n: number, prefix = "pcl", options: { sessionPath?: string; labDir?: string } = {}): Promise<LabHost[]> {
   const env = options.sessionPath === undefined ? undefined : { PULUMI_CONNTRACK_NETNS_SESSION_PATH: options.sessionPath };
-  const r = await script(["up", String(n), prefix], env);
+  const r = await runLabScript(HOSTS_SCRIPT, ["up", String(n), prefix], { env, labDir: options.labDir });
   if (r.code !== 0) throw failure(`lab/netns/hosts.sh up ${n} ${prefix}`, r);
   const path = r.stdout.trim().split("\n").pop() ?? "";
   const entries = JSON.parse(await readFile(path, "utf8")) as HostJson[];
@@ -43,11 +40,11 @@ export async function startHosts(n: number, prefix = "pcl", options: { sessionPa
 }
 
 /**
- * Stops and removes the hosts of `prefix` (also leftovers of a crashed run). Safe to call when
- * nothing is up.
+ * Stops and removes the hosts of `prefix` in `labDir` (the tests' unless given), also leftovers of a
+ * crashed run. Safe to call when nothing is up.
  */
-export async function stopHosts(prefix = "pcl"): Promise<void> {
-  const r = await script(["down", prefix]);
+export async function stopHosts(prefix = "pcl", options: { labDir?: string } = {}): Promise<void> {
+  const r = await runLabScript(HOSTS_SCRIPT, ["down", prefix], { labDir: options.labDir });
   if (r.code !== 0) throw failure(`lab/netns/hosts.sh down ${prefix}`, r);
 }
 

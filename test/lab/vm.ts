@@ -1,6 +1,6 @@
 // Typed wrapper around lab/vm/vm.sh: Debian 12 VMs (qemu, software emulation) reached over SSH
 // through a 127.0.0.1 port forward. Node built-ins only.
-import { labHostFromJson, runProcess, sshExec, type ExecOptions, type ExecResult, type HostJson, type LabHost } from "./host";
+import { labDir, labHostFromJson, runLabScript, sshExec, type ExecOptions, type ExecResult, type HostJson, type LabHost } from "./host";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -9,18 +9,13 @@ export type { ExecOptions, ExecResult, LabHost } from "./host";
 /** Absolute path of lab/vm/vm.sh. */
 export const VM_SCRIPT = path.resolve(import.meta.dirname, "../../lab/vm/vm.sh");
 
-/** The lab's run dir (same default as vm.sh). */
-export function labDir(): string {
-  return process.env.PULUMI_CONNTRACK_LAB_DIR || "/tmp/pulumi-conntrack-lab";
-}
-
 const NAME_RE = /^[a-z0-9-]{1,32}$/;
 function checkName(name: string): void {
   if (!NAME_RE.test(name)) throw new Error(`bad lab VM name ${JSON.stringify(name)} (must match ${NAME_RE})`);
 }
 
 async function vmScript(args: string[], timeoutMs: number): Promise<string> {
-  const r = await runProcess("bash", [VM_SCRIPT, ...args], { timeoutMs });
+  const r = await runLabScript(VM_SCRIPT, args, { timeoutMs });
   if (r.code !== 0) {
     throw new Error(`vm.sh ${args.join(" ")} failed (exit ${r.code}):\n${r.stderr.trimEnd()}`);
   }

@@ -1,12 +1,12 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { connectionSchema } from "../../sdk/connection";
 import { conntrackLimitsSettingsSchema, timeoutKernelSuffix } from "../../sdk/conntrackLimits.schema";
-import { firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
+import { firewallServices, firewallStateSettingsSchema } from "../../sdk/firewallState.schema";
 import { kernelModuleSetSettingsSchema } from "../../sdk/kernelModuleSet.schema";
 import { notrackRuleSettingsSchema } from "../../sdk/notrackRule.schema";
-import { argumentTables, mismatches, shapeOf } from "./docsTables";
+import { argumentTables, mismatches, outputTables, shapeOf } from "./docsTables";
 import { codeMessages, quotedMessages, unprintable } from "./docsMessages";
 
 const root = resolve(import.meta.dirname, "..", "..");
@@ -52,9 +52,32 @@ describe("docs/api.md's argument tables agree with the zod schemas", () => {
   });
 });
 
+describe("docs/api.md's output tables", () => {
+  it("list each resource class's declared outputs (sdk/*.ts), and no other", () => {
+    const declared: Record<string, string[]> = {};
+    for (const file of readdirSync(join(root, "sdk")).filter((f) => f.endsWith(".ts"))) {
+      const source = read(join("sdk", file));
+      const outputs = [...source.matchAll(/^\s*declare public readonly (\w+)\b/gm)].map((m) => m[1]);
+      const resource = /^export class (\w+)/m.exec(source)?.[1];
+      if (resource && outputs.length > 0) declared[resource] = outputs.sort();
+    }
+    const documented = Object.fromEntries(Object.entries(outputTables(api)).map(([section, names]) => [section, names.sort()]));
+    expect(Object.keys(declared).length).toBeGreaterThan(0);
+    expect(documented).toEqual(declared);
+  });
+});
+
+describe("README", () => {
+  it("lists the FirewallState services the schema takes, and no other", () => {
+    const row = read("README.md").split("\n").find((line) => line.startsWith("| `FirewallState` |")) ?? "";
+    const listed = [...row.matchAll(/`"([^"`]+)"`/g)].map((m) => m[1]);
+    expect(listed.sort()).toEqual([...firewallServices].sort());
+  });
+});
+
 describe("every message the docs quote is one the code can print", () => {
   const corpus = codeMessages(root);
-  for (const doc of ["docs/api.md", "docs/troubleshooting.md"]) {
+  for (const doc of ["README.md", "docs/api.md", "docs/troubleshooting.md"]) {
     it(doc, () => {
       const quotes = quotedMessages(read(doc));
       expect(quotes.length).toBeGreaterThan(0);

@@ -238,15 +238,22 @@ const statusTableHeader = "host wave usage count/max drop early_drop insert_fail
 const notMessage = /^(?:iptables|ip6tables|nft|sysctl|echo|firewall-cmd|pulumi|ssh|ssh-keygen|ssh-keyscan|modprobe|lsmod|ls|npm|systemctl|service|chkconfig|conntrack|cat|sudo|Defaults|install|options|blacklist|new |const |import |-m |-j |-A |-I |\.\.\. |table |meta |tcp |udp |ct |rule )/;
 
 /**
- * What the docs quote as messages: fenced blocks without a language, and spans in backticks or
- * double quotes of four words or more that aren't commands, code or file names.
+ * The pulumi CLI's display of a preview or update: it opens with a resource step
+ * ("+ pulumi-nodejs:dynamic/...: (create)"); its values are the plan, not messages.
+ */
+const pulumiDisplay = /^\s*[-+~]+ [\w.:/-]+: \((?:create|update|delete|replace|create-replacement|delete-replaced|read|refresh)\)/;
+
+/**
+ * What the docs quote as messages: fenced blocks without a language (other than the pulumi
+ * CLI's display), and spans in backticks or double quotes of four words or more that aren't
+ * commands, code or file names.
  */
 export function quotedMessages(markdown: string): string[] {
   const quotes: string[] = [];
   // A section named in quotes ("The table is full" above) is a cross-reference.
   const headings = new Set([...markdown.matchAll(/^#+ (.+)$/gm)].map((m) => m[1].trim()));
   const prose = markdown.replace(/^ *```(\w*)\n([\s\S]*?)^ *```$/gm, (_all, language: string, body: string) => {
-    if (language === "") quotes.push(body);
+    if (language === "" && !pulumiDisplay.test(body)) quotes.push(body);
     return "";
   });
   const spans = [...prose.matchAll(/`([^`]+)`/g)].map((m) => m[1]);

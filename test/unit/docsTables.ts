@@ -36,6 +36,20 @@ export function argumentTables(markdown: string): ArgumentRow[] {
   return rows;
 }
 
+/** The names in the first column of the table under each `## <section>`'s `### Outputs`. */
+export function outputTables(markdown: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  let section = "";
+  let inOutputs = false;
+  for (const line of markdown.split("\n")) {
+    if (line.startsWith("## ")) section = line.slice(3).trim();
+    if (line.startsWith("#")) inOutputs = line.trim() === "### Outputs";
+    const name = inOutputs ? /^\| `(\w+)` \|/.exec(line)?.[1] : undefined;
+    if (name) (out[section] ??= []).push(name);
+  }
+  return out;
+}
+
 type Schema = z.ZodType;
 const def = (s: Schema) => (s as unknown as { def: { type: string; innerType?: Schema; element?: Schema; shape?: Record<string, Schema>; options?: Schema[]; entries?: Record<string, string> } }).def;
 
