@@ -16,7 +16,7 @@ export PULUMI_CONNTRACK_LAB_DIR="${PULUMI_CONNTRACK_LAB_DIR:-/tmp/pulumi-conntra
 # the run, so it is free again only when the last of them is gone; the lab's daemons that may
 # outlive a run (hosts.sh's sshds, vm.sh's qemu) are started with fd 9 closed.
 mkdir -p "$PULUMI_CONNTRACK_LAB_DIR"
-run_lock="$PULUMI_CONNTRACK_LAB_DIR/test-run.lock"
+run_lock="$(realpath -m -- "$PULUMI_CONNTRACK_LAB_DIR")/test-run.lock"
 exec 9>>"$run_lock"
 if ! flock -n 9; then
   taker="$(cat "$run_lock" 2>/dev/null)" || true
@@ -27,7 +27,8 @@ if ! flock -n 9; then
   exit 1
 fi
 printf 'pid %s, checkout %s, at %s\n' "$$" "$repo" "$(date '+%F %T')" >"$run_lock"
-bash scripts/setup.sh
+# Setup without the lock's fd: a daemon an install starts would hold it after the run.
+bash scripts/setup.sh 9>&-
 source scripts/env.sh
 # Leftovers of this lab directory's own crashed runs (found by their state, names, markers and
 # pid files under it) go first.

@@ -138,7 +138,7 @@ holder_of() { # holder_of NAME
   case "$alias" in
   "$LAB_NAME:"*) echo "the lab in ${alias#"$LAB_NAME:"}" ;;
   "$LAB_NAME") echo "a host of a hosts.sh from before lab directory markers: ip netns pids $1 | xargs -r kill; ip netns del $1" ;;
-  *) echo "no veth of that name carries a lab's marker" ;;
+  *) echo "nothing that carries a lab's marker (no veth of that name has one)" ;;
   esac
 }
 
