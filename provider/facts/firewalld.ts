@@ -33,12 +33,55 @@ export interface FirewalldFacts {
   servicePorts: Record<string, string[]>;
 }
 
+// One Python process asks firewalld over D-Bus (its own client library, the one firewall-cmd is
+// built on) for everything below: under emulation or on a slow host each firewall-cmd run costs
+// seconds, and the shell fallback needs about a dozen. It prints firewall-cmd's own spellings
+// (joinArgs quotes direct-rule arguments as --get-all-rules does; --list-ports sorts, --info-zone
+// doesn't), and all or nothing: any failure
+// (no python3, an older or newer client API) prints nothing and the firewall-cmd fallback runs.
+// -I -B: no user site or environment, no .pyc written (reading never changes the host).
+const pythonReader = `
+import re, sys
+from firewall.client import FirewallClient
+from firewall.functions import joinArgs
+fw = FirewallClient()
+if not fw.connected:
+    sys.exit(3)
+name = re.compile(r"^[A-Za-z0-9_.-]+$")
+ports = lambda pairs: " ".join("%s/%s" % (p[0], p[1]) for p in pairs)
+listed = lambda pairs: " ".join(sorted("%s/%s" % (p[0], p[1]) for p in pairs))
+out = []
+z = fw.getDefaultZone()
+out.append("zone " + z)
+out.append("runtime-ports " + listed(fw.getZoneSettings(z).getPorts()))
+out.append("permanent-ports " + listed(fw.config().getZoneByName(z).getSettings().getPorts()))
+for prefix, rules in (("runtime-direct", fw.getAllRules()), ("permanent-direct", fw.config().direct().getAllRules())):
+    for r in rules:
+        out.append("%s %s %s %s %d %s" % (prefix, r[0], r[1], r[2], r[3], joinArgs(r[4])))
+services = set()
+for a in sorted(a for a in {z} | set(fw.getActiveZones()) if name.match(a)):
+    s = fw.getZoneSettings(a)
+    out.append("zone-info %s target: %s" % (a, s.getTarget()))
+    out.append("zone-info %s services: %s" % (a, " ".join(sorted(s.getServices()))))
+    out.append("zone-info %s ports: %s" % (a, ports(s.getPorts())))
+    out += ["zone-info %s port=%s:proto=%s:toport=%s:toaddr=%s" % ((a,) + tuple(f)) for f in s.getForwardPorts()]
+    out += ["zone-info %s %s" % (a, r) for r in s.getRichRules()]
+    services.update(x for x in s.getServices() if name.match(x))
+for x in sorted(services):
+    out.append("service-ports %s %s" % (x, ports(fw.getServiceSettings(x).getPorts())))
+sys.stdout.write("\\n".join(out) + "\\n")
+`;
+
 // Zone and service names are file names of firewalld's (letters, digits, "_", "-", "."), so they
 // are safe in the sed expression and the argument below.
 export const firewalldReader: FactReader<FirewalldFacts> = {
   name: "firewalld",
   script: `
 if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active --quiet firewalld 2>/dev/null; then
+  if ! python3 -I -B - 2>/dev/null <<'PCT_FIREWALLD_PY'
+${pythonReader.trim()}
+PCT_FIREWALLD_PY
+  then
   z=$(firewall-cmd --get-default-zone 2>/dev/null)
   echo "zone $z"
   echo "runtime-ports $(firewall-cmd --zone="$z" --list-ports 2>/dev/null)"
@@ -50,6 +93,7 @@ if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active --quiet firewa
   for s in $(for a in $zones; do firewall-cmd --zone="$a" --list-services 2>/dev/null; done | tr ' ' '\\n' | grep -E '^[A-Za-z0-9_.-]+$' | sort -u); do
     echo "service-ports $s $(firewall-cmd --info-service="$s" 2>/dev/null | sed -n 's/^[[:space:]]*ports:[[:space:]]*//p')"
   done
+  fi
 fi
 true
 `,
