@@ -8,6 +8,8 @@
 #                         prints its host.json as the last stdout line
 #   vm.sh reboot NAME     reboot the guest, wait until SSH is back with the same host key
 #   vm.sh poweroff NAME   clean shutdown; the disk, keys and port are kept for the next `boot`
+#   vm.sh powercut NAME   SIGKILL its qemu, as a power cut: what the guest had not written to its
+#                         disk is lost; the disk, keys and port are kept for the next `boot`
 #   vm.sh destroy NAME    stop qemu (identified by our pid file only) and remove the run dir
 #   vm.sh cleanup         destroy every VM under the lab dir (leftovers of a crashed run)
 #   vm.sh ssh NAME CMD... run a command in the guest as root
@@ -321,6 +323,19 @@ cmd_poweroff() {
   log "$name: powered off (disk kept: $DIR/disk.qcow2)"
 }
 
+# No shutdown, no flush: the guest's page cache dies with qemu (its disk is cache=unsafe, so what
+# qemu had written reaches the overlay file, as what a disk had written stays on it).
+cmd_powercut() {
+  local name=$1
+  need_running "$name"
+  lock_vm "$name"
+  [[ $(vm_pid "$DIR" || true) == "$PID" ]] || die "$name: qemu pid $PID changed under us"
+  kill -KILL "$PID"
+  wait_exit "$PID" 10 || die "qemu pid $PID of $name does not die"
+  rm -f "$DIR/qemu.pid"
+  log "$name: power cut (qemu pid $PID killed; disk kept: $DIR/disk.qcow2)"
+}
+
 stop_pid() { # $1 = run dir, $2 = pid, re-verified right before each signal
   local dir=$1 pid=$2
   [[ $(vm_pid "$dir" || true) == "$pid" ]] || return 0
@@ -394,7 +409,7 @@ case $cmd in
     [[ $# -eq 1 || $# -eq 2 ]] || usage
     cmd_boot "$@"
     ;;
-  reboot | poweroff | destroy | info)
+  reboot | poweroff | powercut | destroy | info)
     [[ $# -eq 1 ]] || usage
     "cmd_$cmd" "$1"
     ;;

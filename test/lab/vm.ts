@@ -78,6 +78,12 @@ export async function powerOffVm(name: string): Promise<void> {
   await vmScript(["poweroff", name], 4 * 60_000);
 }
 
+/** A power cut: qemu SIGKILLed, the guest's unwritten page cache lost; bootVm(name) starts it again from its disk. */
+export async function powerCutVm(name: string): Promise<void> {
+  checkName(name);
+  await vmScript(["powercut", name], 60_000);
+}
+
 /** Stop the VM (by its own pid file) and delete its disk and state. */
 export async function destroyVm(name: string): Promise<void> {
   checkName(name);
