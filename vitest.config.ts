@@ -9,18 +9,14 @@ import { defineConfig } from "vitest/config";
 const lab = { testTimeout: 900_000, hookTimeout: 900_000, fileParallelism: false, sequence: { concurrent: false } };
 const vmFiles = ["test/e2e/**/*.vm.test.ts"];
 const vmLateFiles = ["test/e2e/releases.vm.test.ts", "test/e2e/firewalls.vm.test.ts", "test/e2e/fleet.vm.test.ts"];
-// Run on demand (`bash scripts/test.sh --project vm-extra`): real Docker and fail2ban beside our
-// rules take about 8 minutes under emulation, more than the suite's 50-minute budget has left.
-const vmExtraFiles = ["test/e2e/neighbours.vm.test.ts"];
 
 export default defineConfig({
   test: {
     projects: [
       { test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
       { test: { name: "netns", include: ["test/lab/**/*.test.ts", "test/e2e/**/*.test.ts"], exclude: vmFiles, ...lab } },
-      { test: { name: "vm", include: vmFiles, exclude: [...vmLateFiles, ...vmExtraFiles], ...lab } },
+      { test: { name: "vm", include: vmFiles, exclude: vmLateFiles, ...lab } },
       { test: { name: "vm-late", include: vmLateFiles, ...lab } },
-      { test: { name: "vm-extra", include: vmExtraFiles, ...lab } },
     ],
   },
 });

@@ -47,7 +47,7 @@ log "pulumi CLI"
 bash scripts/pulumi-cli.sh >/dev/null
 log "Pulumi YAML language host (for the provider plugin's YAML tests)"
 bash scripts/pulumi-yaml.sh >/dev/null
-log "lab VM images (Debian 12 and its variant with ufw; 11 and 13 for the release matrix; the one with Docker and fail2ban is built when a test boots it)"
+log "lab VM images (Debian 12 and its variants with ufw, and with Docker and fail2ban; 11 and 13 for the release matrix)"
 bash lab/vm/build-image.sh >/dev/null
-for release in bullseye trixie bookworm+ufw; do PULUMI_CONNTRACK_DEBIAN_RELEASE=$release bash lab/vm/build-image.sh >/dev/null; done
+for release in bullseye trixie bookworm+ufw bookworm+neighbours; do PULUMI_CONNTRACK_DEBIAN_RELEASE=$release bash lab/vm/build-image.sh >/dev/null; done
 log "ready"

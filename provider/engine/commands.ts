@@ -33,10 +33,13 @@ export function writeValue(name: string, path: string, value: string): Step {
 }
 
 /**
- * Writes a whole file atomically: a temp file in the same directory, then a rename. A file that
- * exists keeps its mode (RHEL's /etc/sysconfig/iptables is 0600), and its owner and group: the
- * temp file starts as a copy of it (`cp -p`, where `chmod --reference` is GNU's alone), and the
- * new content truncates that copy, which keeps them. A new file gets `mode`.
+ * Writes a whole file atomically and durably: a temp file in the same directory, flushed to the
+ * disk, then a rename, then the directory flushed. A power cut at any point leaves the old file or
+ * the new one, whole: without the flushes, ext4 commits the rename within 5 s but the data only
+ * with its writeback (up to 30 s later), and a cut in between boots into an empty file. A file
+ * that exists keeps its mode (RHEL's /etc/sysconfig/iptables is 0600), and its owner and group:
+ * the temp file starts as a copy of it (`cp -p`, where `chmod --reference` is GNU's alone), and
+ * the new content truncates that copy, which keeps them. A new file gets `mode`.
  */
 export function writeFile(path: string, content: string, mode = "0644"): Step[] {
   const tmp = `${path}.pulumi-conntrack.tmp`;
@@ -45,8 +48,24 @@ export function writeFile(path: string, content: string, mode = "0644"): Step[] 
     run(`create ${dirOf(path)}`, "mkdir", "-p", dirOf(path)),
     { name: `write ${path}`, shell: `{ [ ! -e ${quote(path)} ] || ${command("cp", "-p", path, tmp)}; } && printf %s ${quote(encoded)} | base64 -d > ${quote(tmp)}` },
     { name: `chmod ${path}`, shell: `[ -e ${quote(path)} ] || ${command("chmod", mode, tmp)}` },
+    { name: `flush ${path} to disk`, shell: flush(tmp) },
     run(`write ${path}`, "mv", "-f", tmp, path),
+    { name: `flush ${dirOf(path)} to disk`, shell: flush(dirOf(path)) },
   ];
+}
+
+/**
+ * Shell that makes `paths` durable (a directory: its entries, i.e. renames and removals in it).
+ * `sync FILE…` (coreutils 8.24+, newer busybox) fsyncs just those; where sync takes no
+ * arguments, or one of them is gone, a whole `sync` does it.
+ */
+export function flush(...paths: string[]): string {
+  return `{ ${command("sync", ...paths)} || sync; }`;
+}
+
+/** A step that flushes the whole filesystem `path` is on (`sync -f`, else `sync`): for changes made by a tool that doesn't. */
+export function flushFilesystemOf(name: string, path: string): Step {
+  return { name, shell: `{ ${command("sync", "-f", path)} || sync; }` };
 }
 
 /**
@@ -80,8 +99,9 @@ export function runIf(name: string, when: "succeeds" | "fails", test: Argv, then
   return { name, shell: when === "succeeds" ? `{ ! ${check} || ${act}; }` : `{ ${check} || ${act}; }` };
 }
 
+/** Removes a file, durably (its directory flushed: a power cut can't bring it back). */
 export function removeFile(path: string): Step {
-  return run(`remove ${path}`, "rm", "-f", path);
+  return { name: `remove ${path}`, shell: `${command("rm", "-f", path)} && ${flush(dirOf(path))}` };
 }
 
 function dirOf(path: string): string {

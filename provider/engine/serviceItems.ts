@@ -1,4 +1,4 @@
-import { pipeInto, removeFile, run, writeFile, type Step } from "./commands";
+import { flushFilesystemOf, pipeInto, removeFile, run, writeFile, type Step } from "./commands";
 import { firewallUnits, type FirewallUnit, type NftTable } from "../facts/firewalls";
 import type { HostFacts } from "../facts/host";
 import { lineKey } from "../facts/iptablesRules";
@@ -221,6 +221,9 @@ function enableSteps(unit: FirewallUnit, from: string | undefined, to: string): 
   const steps: Step[] = [];
   if (from === "masked" && to !== "masked") steps.push(run(`unmask ${unit}.service`, "systemctl", "unmask", `${unit}.service`));
   steps.push(run(`${verb} ${unit}.service`, "systemctl", verb, `${unit}.service`));
+  // systemctl adds or removes the unit's links under /etc/systemd/system and flushes none: a
+  // power cut soon after would boot the unit as it was.
+  steps.push(flushFilesystemOf(`flush ${unit}.service's links to disk`, "/etc/systemd/system"));
   return steps;
 }
 

@@ -75,36 +75,44 @@ const dropRc = [
 ].join("\n");
 
 /**
- * Starts a watcher on the host that stops the first apply job (SIGSTOP to its whole session)
- * once the job has announced its second step after the ledger's (the first real change is
- * done, the rest is not), then waits 6 s (ext4 commits its journal every 5 s: what was renamed
- * is on the disk by then, data never flushed may not be) and says so in /run/pct-frozen.
+ * Wrappers in /usr/local/sbin (first on root's PATH) for the commands a job is parked at: each
+ * runs the real command, then, when a job of ours (its runner sets J) is armed to stop after a
+ * call whose arguments match /run/pct-park/match, records the call in /run/pct-parked and never
+ * returns. Unarmed (always after a boot: /run is a tmpfs), they are the real command.
  */
-const armFreeze = () =>
-  sh(`rm -f /run/pct-frozen && systemd-run --quiet --collect --unit pct-freeze sh -c ${quoted(
-    [
-      "while :; do for e in /run/pulumi-conntrack-jobs/*/err; do [ -f \"$e\" ] || continue;",
-      "  if [ $(grep '^@@pulumi-conntrack-step ' \"$e\" | grep -vc /var/lib/pulumi-conntrack) -ge 2 ]; then",
-      "    j=${e%/err}; sid=$(ps -eo sid=,args= | grep -F \"$j\" | grep -v grep | awk '{ print $1; exit }');",
-      "    pkill -STOP -s \"$sid\"; sleep 6; grep '^@@pulumi-conntrack-step ' \"$e\" | tail -n 1 > /run/pct-frozen; exit 0;",
-      "  fi; done; sleep 0.05; done",
-    ].join(" "),
-  )}`);
+const parkable = ["mv", "systemctl"];
+const wrapper = (real: string) =>
+  [
+    "#!/bin/sh",
+    `${real} "$@"; s=$?`,
+    'if [ -n "$J" ] && [ -f /run/pct-park/match ] && printf "%s\\n" "$(basename "$0") $*" | grep -qE -f /run/pct-park/match; then',
+    '  rm -f /run/pct-park/match; echo "$(basename "$0") $*" > /run/pct-parked; exec sleep 3600',
+    "fi",
+    "exit $s",
+    "",
+  ].join("\n");
 
-/** Waits for the watcher to have stopped a job; the step it stopped at. */
-async function frozen(): Promise<string> {
-  for (let i = 0; i < 240; i++) {
-    const r = await vmExec(vmName, "cat /run/pct-frozen 2>/dev/null");
+/** Parks the next job of ours right after its first call that matches `pattern` (grep -E, on "COMMAND ARGS"). */
+const armPark = (pattern: string) => sh(`rm -f /run/pct-parked && mkdir -p /run/pct-park && printf '%s\\n' ${quoted(pattern)} > /run/pct-park/match`);
+
+/** Waits for a job to be parked; the call it was parked after. */
+async function parked(): Promise<string> {
+  for (let i = 0; i < 120; i++) {
+    const r = await vmExec(vmName, "cat /run/pct-parked 2>/dev/null");
     if (r.stdout.trim() !== "") return r.stdout.trim();
     await sleep(250);
   }
-  throw new Error("no apply job reached its second step");
+  throw new Error("no apply job made the call it was to be parked after");
 }
 
 beforeAll(async () => {
   vm = await bootVm(vmName);
   // xt_state loaded and nothing using it, for the KernelModuleSet to unload.
   await sh(`modprobe xt_state && echo ${Buffer.from(dropRc).toString("base64")} | base64 -d > /root/.ssh/rc && test -s /run/sshd.pid`);
+  for (const name of parkable) {
+    const real = await sh(`command -v ${name}`);
+    await sh(`echo ${Buffer.from(wrapper(real)).toString("base64")} | base64 -d > /usr/local/sbin/${name} && chmod 755 /usr/local/sbin/${name}`);
+  }
 });
 
 afterAll(() => disposeStacks(stacks.reverse(), () => destroyVm(vmName)));
@@ -134,58 +142,84 @@ describe("faults on a real kernel", () => {
       },
     },
   };
-  // SSH commands of an up, as faults.netns counts them: 1 the program's read; under the host
-  // lock 2 take the lock, 3 read, 4 apply (a job detached on the host), 5 verify.
-  const points = [
-    { at: 2, step: "take the host lock", after: ["before"] },
-    { at: 3, step: "read host facts", after: ["before"] },
-    { at: 4, step: "apply", after: ["before", "desired"] },
-    { at: 5, step: "read host facts", after: ["desired"] },
-  ];
+  /** The unit's state once it settled: a lockout guard that lost its disarm puts the host back by itself within 30 s. */
+  async function settled(state: () => Promise<string>): Promise<string> {
+    let now = await state();
+    for (let i = 0; i < 45 && now.startsWith("half"); i++) {
+      await sleep(1000);
+      now = await state();
+    }
+    return now;
+  }
 
   for (const [type, { decl, state }] of Object.entries(units)) {
-    it(`${type}: a connection cut before each step leaves the host before or desired, names host and step; the next up converges and destroy restores`, async () => {
+    it(`${type}: a connection cut before each SSH command of its up leaves the host before or desired and names host and step; the next up converges and destroy restores`, async () => {
       const original = await hostState();
       expect(await state()).toBe("before");
       const s = await stackOf(`drops-${type.toLowerCase()}`, [decl]);
       const seen: string[] = [];
-      for (const p of points) {
-        await armDrop(p.at);
-        const message = await failedUp(s);
-        const now = await state();
-        seen.push(`cut at ${p.at} (${p.step}): ${now}`);
-        expect(message, `cut at ${p.at}`).toContain(`root@${vm.host}:${vm.port}`);
-        expect(message, `cut at ${p.at}`).toContain(`closed while running "${p.step === "apply" ? `apply ${type}` : p.step}"`);
-        expect(p.after, `cut at ${p.at}: ${message}`).toContain(now);
+      // Command 1 is the program's read, outside the transaction; every later one is cut in turn
+      // (the host lock, the read, the apply job, the guard's disarm where there is one, the
+      // verify...) until an up has fewer commands than the cut's number and goes through.
+      for (let at = 2; ; at++) {
+        await armDrop(at);
+        const outcome = await s.up().then(() => undefined, (e: Error) => e.message);
+        if (outcome === undefined) {
+          expect(await sh("cat /run/pct-drop/at 2>/dev/null || echo fired"), "an up went through although its connection was cut").not.toBe("fired");
+          await sh("rm -f /run/pct-drop/at");
+          break;
+        }
+        const now = await settled(state);
+        const step = /closed while running "([^"]+)"/.exec(outcome)?.[1];
+        seen.push(`cut at ${at} (${step}): ${now}`);
+        expect(outcome, `cut at ${at}`).toContain(`root@${vm.host}:${vm.port}`);
+        expect(step, `cut at ${at}: ${outcome}`).toBeDefined();
+        expect(["before", "desired"], `cut at ${at} (${step})`).toContain(now);
         if (now === "desired") {
           // The host holds the change but the stack doesn't: the next up takes it over as is.
+          await sh("rm -f /run/pct-drop/at");
           await s.up();
-          await noChanges(s, `the up after the cut at ${p.at}`);
+          await noChanges(s, `the up after the cut at ${at}`);
           await s.destroy();
           expect(await hostState()).toBe(original);
         }
       }
       console.log(`[figure] ${type} drop points:\n  ${seen.join("\n  ")}`);
+      expect(seen.some((l) => l.includes(`(apply ${type})`)), seen.join("; ")).toBe(true);
+      expect(seen.some((l) => l.includes("(read host facts): desired")), seen.join("; ")).toBe(true);
+      await noChanges(s, "the up that went through");
+      await s.destroy();
+      expect(await hostState()).toBe(original);
     });
   }
 
-  for (const decl of [limits, notrack, firewall, modules]) {
-    it(`${decl.type}: a power cut in the middle of its apply job; after the boot the next up converges and destroy puts back what was there`, async () => {
+  // Where each apply job is parked when the power goes: one real change made, the rest not.
+  const cuts: Array<{ decl: Declared; after: string; pattern: string }> = [
+    { decl: limits, after: "its sysctl.d file is in place, before the live values", pattern: "^mv .* /etc/sysctl\\.d/" },
+    { decl: notrack, after: "the rules are live and rules.v4 is written, before rules.v6 and the final ledger", pattern: "^mv .* /etc/iptables/rules\\.v4$" },
+    { decl: firewall, after: "the unit is stopped, before it is disabled", pattern: "^systemctl stop " },
+    { decl: modules, after: "the modprobe.d file is in place, before the unload", pattern: "^mv .* /etc/modprobe\\.d/" },
+  ];
+  for (const { decl, after, pattern } of cuts) {
+    it(`${decl.type}: a power cut in the middle of its apply job (${after}); after the boot the next up converges and destroy puts back what was there`, async () => {
       const original = await hostState();
       const s = await stackOf(`cut-${decl.name}`, [decl]);
-      await armFreeze();
+      await armPark(pattern);
       const up = failedUp(s);
-      const at = await frozen();
+      const call = await parked();
+      // ext4 commits its journal every 5 s and writes data back after 30: a cut in between keeps
+      // the renames and loses data that was never flushed.
+      await sleep(6000);
       await powerCutVm(vmName);
       const message = await up;
-      console.log(`[figure] ${decl.type}: power cut at ${at}; the up said: ${message.split("\n").filter((l) => l.includes("error")).slice(-2).join(" | ")}`);
+      console.log(`[figure] ${decl.type}: power cut 6 s after "${call}"; the up said: ${message.split("\n").filter((l) => l.includes("error")).slice(-1).join("")}`);
       vm = await bootVm(vmName);
       // A boot loads no xt_state; the host had it loaded (unless our blacklist made it to the disk).
       await sh("modprobe xt_state || true");
       await s.up();
       await noChanges(s, "the up after the power cut");
       await s.destroy();
-      if (decl.type === "KernelModuleSet") await sh("modprobe xt_state");
+      await sh("modprobe xt_state");
       expect(await hostState()).toBe(original);
     });
   }
@@ -194,8 +228,6 @@ describe("faults on a real kernel", () => {
     const original = await hostState();
     const s = await stackOf("durable", [limits, notrack, modules]);
     await s.up();
-    // ext4 commits its journal every 5 s and writes data back after 30: a cut in between keeps
-    // the renames and loses data that was never flushed.
     await sleep(7000);
     await powerCutVm(vmName);
     vm = await bootVm(vmName);

@@ -2,7 +2,7 @@ import { declareIntents } from "../../provider/engine/hostIntents";
 import { describe, expect, it } from "vitest";
 import type { HostFacts } from "../../provider/facts/host";
 import { spawnSync } from "node:child_process";
-import { checkOutcome, renderScript, run, stepNotes, writeFile, writeValue } from "../../provider/engine/commands";
+import { checkOutcome, removeFile, renderScript, run, stepNotes, writeFile, writeValue } from "../../provider/engine/commands";
 import { revertReport } from "../../provider/engine/lockoutGuard";
 import { liveValue } from "../../provider/engine/items";
 import { ledgerPath, parseLedger, type Claim } from "../../provider/engine/ledger";
@@ -130,6 +130,9 @@ describe("command layer", () => {
     expect(script).toContain("printf '%s\\n' '1; rm -rf /' > /proc/sys/x");
     expect(script).not.toMatch(/^exec /m);
     expect(script).not.toContain("2>/dev/null");
+    // Durable: the new content reaches the disk before the rename, the rename before the next step.
+    expect(script).toMatch(/sync '\/etc\/a b\.pulumi-conntrack\.tmp' \|\| sync;[^\n]*\n.*\nmv -f '\/etc\/a b\.pulumi-conntrack\.tmp' '\/etc\/a b'[^\n]*\n.*\n\{ sync \/etc \|\| sync; \}/);
+    expect(renderScript([removeFile("/etc/a b")])).toContain("rm -f '/etc/a b' && { sync /etc || sync; }");
   });
 
   it("names the host, the failed step and the host's own message", () => {

@@ -192,12 +192,13 @@ describe("service items", () => {
   it("a stop saves the live rules, takes out the service's own lines and stops the unit", () => {
     const steps = serviceRunning.set([{ name: "netfilter-persistent", to: "stopped" }], host("debian12-default", withNat));
     expect(names(steps)).toEqual([
-      "create /var/lib/pulumi-conntrack", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "chmod /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4",
+      "create /var/lib/pulumi-conntrack", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "chmod /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4",
+      "flush /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4 to disk", "write /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "flush /var/lib/pulumi-conntrack to disk",
       "take out the iptables rules of netfilter-persistent line by line, other tools' rules left in place",
       "stop netfilter-persistent.service",
     ]);
     const input = "*filter\n-D INPUT -p tcp -m tcp --dport 80 -j DROP\nCOMMIT\n*nat\n-D POSTROUTING -s 10.99.0.0/24 -j MASQUERADE\nCOMMIT\n";
-    expect(steps[4].shell).toBe(`printf %s ${Buffer.from(input).toString("base64")} | base64 -d | iptables-restore -w 30 --noflush`);
+    expect(steps[6].shell).toBe(`printf %s ${Buffer.from(input).toString("base64")} | base64 -d | iptables-restore -w 30 --noflush`);
   });
 
   it("ufw's rules loaded by `ufw enable` with its unit inactive: its unit is started first, so that its own stop takes them out", () => {
@@ -223,8 +224,10 @@ describe("service items", () => {
       "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v4", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.v6", "remove /var/lib/pulumi-conntrack/firewall-netfilter-persistent.nft",
       "stop firewalld.service", "remove /var/lib/pulumi-conntrack/firewall-firewalld.nft",
     ]);
-    expect(names(serviceEnabled.revert(f, ["firewalld", "netfilter-persistent"]))).toEqual(["disable firewalld.service", "enable netfilter-persistent.service"]);
-    expect(names(serviceEnabled.set([{ name: "firewalld", to: "enabled" }], f))).toEqual(["enable firewalld.service"]);
+    expect(names(serviceEnabled.revert(f, ["firewalld", "netfilter-persistent"]))).toEqual([
+      "disable firewalld.service", "flush firewalld.service's links to disk", "enable netfilter-persistent.service", "flush netfilter-persistent.service's links to disk",
+    ]);
+    expect(names(serviceEnabled.set([{ name: "firewalld", to: "enabled" }], f))).toEqual(["enable firewalld.service", "flush firewalld.service's links to disk"]);
   });
 
   it("every FirewallState change runs under the lockout guard, whose revert starts the firewall and puts its rules back", () => {
