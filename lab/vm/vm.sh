@@ -6,7 +6,8 @@
 #                         bullseye or trixie (bookworm+ufw: ufw instead of netfilter-persistent;
 #                         bookworm+neighbours: with Docker and fail2ban);
 #                         prints its host.json as the last stdout line
-#   vm.sh reboot NAME     reboot the guest, wait until SSH is back with the same host key
+#   vm.sh reboot NAME     reboot the guest (clean filesystems, no unit stop actions), wait until
+#                         SSH is back with the same host key
 #   vm.sh poweroff NAME   clean shutdown; the disk, keys and port are kept for the next `boot`
 #   vm.sh powercut NAME   SIGKILL its qemu, as a power cut: what the guest had not written to its
 #                         disk is lost; the disk, keys and port are kept for the next `boot`
@@ -289,7 +290,11 @@ cmd_reboot() {
   lock_vm "$name"
   boot_id=$(guest "$DIR" cat /proc/sys/kernel/random/boot_id) || die "$name: SSH does not answer"
   start=$(now_ms)
-  guest "$DIR" systemctl reboot >/dev/null 2>&1 || true
+  # --force: no unit's stop actions, which under emulation take longer than the boot that follows,
+  # and which none of the host's persisted state depends on; processes still end and every
+  # filesystem is unmounted (or remounted read-only) and synced first, as in any clean reboot
+  # (a power cut is `powercut`).
+  guest "$DIR" systemctl reboot --force >/dev/null 2>&1 || true
   wait_ssh "$DIR" "$boot_id" >/dev/null # same known_hosts: the same host key, or it fails
   log "$name: rebooted in $(since "$start")s"
   cat "$DIR/host.json"
