@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, powerCutVm, vmExec, vmSh } from "../lab/vm";
-import { type Declared, declaredStack, disposeStacks, pulumiCli, type TestStack } from "./harness";
+import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 
 // Issue 23, item 10, on a real kernel (Debian 12 VM) through the real CLI:
 // - the drop-point matrix for FirewallState and KernelModuleSet (ConntrackLimits and NotrackRule
@@ -41,17 +41,7 @@ const hostState = () =>
     "for f in $(ls -d /etc/sysctl.d/* /etc/modprobe.d/* /etc/modules-load.d/* /etc/udev/rules.d/* /etc/iptables/* /var/lib/pulumi-conntrack/* 2>/dev/null | sort); do echo \"$f $(sha256sum < $f | cut -c1-16)\"; done",
   ].join("; echo ---; "));
 
-async function stackOf(name: string, declared: Declared[]): Promise<TestStack> {
-  const s = await declaredStack(name, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
-  stacks.push(s);
-  return s;
-}
-
-async function noChanges(s: TestStack, after: string): Promise<void> {
-  const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
-  expect(code, `${after}:\n${output}`).toBe(0);
-}
-
+const stackOf = (name: string, declared: Declared[]) => declaredStackOn(vm, stacks, name, declared);
 /** An up that must fail: what the CLI printed. */
 async function failedUp(s: TestStack): Promise<string> {
   const r = await s.up().then(() => undefined, (e: Error) => e.message);
@@ -182,7 +172,7 @@ describe("faults on a real kernel", () => {
           // The host holds the change but the stack doesn't: the next up takes it over as is.
           await sh("rm -f /run/pct-drop/at");
           await s.up();
-          await noChanges(s, `the up after the cut at ${at}`);
+          await expectNoChanges(s, `the up after the cut at ${at}`);
           await s.destroy();
           expect(await hostState()).toBe(original);
         }
@@ -190,7 +180,7 @@ describe("faults on a real kernel", () => {
       console.log(`[figure] ${type} drop points:\n  ${seen.join("\n  ")}`);
       expect(seen.some((l) => l.includes(`(apply ${type})`)), seen.join("; ")).toBe(true);
       expect(seen.some((l) => l.includes("(read host facts): desired")), seen.join("; ")).toBe(true);
-      await noChanges(s, "the up that went through");
+      await expectNoChanges(s, "the up that went through");
       await s.destroy();
       expect(await hostState()).toBe(original);
     });
@@ -220,7 +210,7 @@ describe("faults on a real kernel", () => {
       // A boot loads no xt_state; the host had it loaded (unless our blacklist made it to the disk).
       await sh("modprobe xt_state || true");
       await s.up();
-      await noChanges(s, "the up after the power cut");
+      await expectNoChanges(s, "the up after the power cut");
       await s.destroy();
       await sh("modprobe xt_state");
       expect(await hostState()).toBe(original);
@@ -234,7 +224,7 @@ describe("faults on a real kernel", () => {
     await sleep(7000);
     await powerCutVm(vmName);
     vm = await bootVm(vmName);
-    await noChanges(s, "a power cut 7 s after the up");
+    await expectNoChanges(s, "a power cut 7 s after the up");
     expect(await sh("grep -c '^xt_state ' /proc/modules || true")).toBe("0");
     await s.destroy();
     await sh("modprobe xt_state");

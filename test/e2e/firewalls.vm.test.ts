@@ -2,7 +2,7 @@ import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, type LabImage, rebootVm, vmExec, vmHostJson, vmSh } from "../lab/vm";
-import { type Declared, declaredStack, disposeStacks, pulumiCli, type TestStack } from "./harness";
+import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 import { installHelloServer, startHelloServer, trackedWhileHeld } from "./port80";
 
 // The firewalls beside netfilter-persistent and firewalld (issue 25), on Debian 12 VMs through the
@@ -38,15 +38,7 @@ function greeted(): Promise<boolean> {
   });
 }
 
-async function stackOf(name: string, declared: Declared[]): Promise<TestStack> {
-  const s = await declaredStack(name, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
-  stacks.push(s);
-  return s;
-}
-async function noChanges(s: TestStack, after: string): Promise<void> {
-  const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
-  expect(code, `preview after ${after}: ${output}`).toBe(0);
-}
+const stackOf = (name: string, declared: Declared[]) => declaredStackOn(vm, stacks, name, declared);
 const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   const t = Date.now();
   const r = await work();
@@ -82,7 +74,7 @@ describe("FirewallState on nftables.service", () => {
     expect(await unitState("nftables")).toBe("inactive disabled");
     expect(await sh("nft list ruleset")).not.toContain("table inet filter");
     expect(await greeted()).toBe(true);
-    await noChanges(s, "up");
+    await expectNoChanges(s, "up");
   });
 
   it("destroy starts and enables it again with its tables, and leaves no file", async () => {
@@ -114,9 +106,9 @@ describe("FirewallState on ufw", () => {
     expect(await ufwRules()).not.toMatch(/^-A ufw/m);
     expect(await ufwRules()).toMatch(/^:INPUT ACCEPT$/m);
     expect(await greeted()).toBe(true);
-    await noChanges(s, "up");
+    await expectNoChanges(s, "up");
     await rebootVm(vmName);
-    await noChanges(s, "a reboot");
+    await expectNoChanges(s, "a reboot");
     expect(await ufwRules()).not.toContain("ufw-");
     await sh(startHelloServer);
     expect(await greeted()).toBe(true);
@@ -163,11 +155,11 @@ describe("NotrackRule and FirewallState on iptables-legacy", () => {
     expect(await sh("iptables-nft-save -t raw")).not.toContain("--notrack");
     expect(await sh("cat /etc/iptables/rules.v4")).toMatch(/^-A PREROUTING -p tcp --dport 80 -m comment --comment "pulumi-conntrack" -j CT --notrack$/m);
     expect(await trackedWhileHeld(sh, httpPort, 3)).toEqual({ ok: 3, tracked: 0 });
-    await noChanges(s, "up");
+    await expectNoChanges(s, "up");
     await sh("systemctl restart netfilter-persistent");
-    await noChanges(s, "a netfilter-persistent restart");
+    await expectNoChanges(s, "a netfilter-persistent restart");
     await rebootVm(vmName);
-    await noChanges(s, "a reboot");
+    await expectNoChanges(s, "a reboot");
     expect(await sh("iptables-legacy-save -t raw")).toContain(notrack);
     await sh(startHelloServer);
     expect(await trackedWhileHeld(sh, httpPort, 3)).toEqual({ ok: 3, tracked: 0 });
@@ -182,9 +174,9 @@ describe("NotrackRule and FirewallState on iptables-legacy", () => {
     await timed("FirewallState up (iptables-legacy)", () => s.up());
     expect(await unitState("netfilter-persistent")).toBe("inactive disabled");
     expect(await legacyRules()).not.toContain("--dport 9 -j DROP");
-    await noChanges(s, "up");
+    await expectNoChanges(s, "up");
     await rebootVm(vmName);
-    await noChanges(s, "a reboot");
+    await expectNoChanges(s, "a reboot");
     expect(await unitState("netfilter-persistent")).toBe("inactive disabled");
     expect(await legacyRules()).not.toContain("--dport 9 -j DROP");
     await timed("FirewallState destroy (iptables-legacy)", () => s.destroy());

@@ -3,6 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, syml
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LocalWorkspace, type ConfigMap, type Stack } from "@pulumi/pulumi/automation";
+import { expect } from "vitest";
 
 const repo = resolve(import.meta.dirname, "..", "..");
 
@@ -106,6 +107,19 @@ export interface Declared {
 /** A stack of the "declared" program: these resources, on the host `connection` reaches (kept secret in config). */
 export function declaredStack(stackName: string, connection: object, declared: Declared[]): Promise<TestStack> {
   return testStack("declared", { connection: { value: JSON.stringify(connection), secret: true }, declared: { value: JSON.stringify(declared) } }, { stackName });
+}
+
+/** A "declared" stack on lab host `h` as root by its key, added to `stacks` (the file's teardown destroys them). */
+export async function declaredStackOn(h: { host: string; port: number; user: string; privateKey: string; hostKey: string }, stacks: TestStack[], stackName: string, declared: Declared[]): Promise<TestStack> {
+  const s = await declaredStack(stackName, { host: h.host, port: h.port, user: h.user, privateKey: h.privateKey, hostKey: h.hostKey }, declared);
+  stacks.push(s);
+  return s;
+}
+
+/** `pulumi preview --expect-no-changes --diff` passes; else the test fails with what the preview would change `after` what. */
+export async function expectNoChanges(s: TestStack, after: string): Promise<void> {
+  const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
+  expect(code, `preview after ${after}: ${output}`).toBe(0);
 }
 
 /**

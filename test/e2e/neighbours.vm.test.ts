@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, vmSh } from "../lab/vm";
-import { type Declared, declaredStack, disposeStacks, type TestStack } from "./harness";
+import { type Declared, declaredStackOn, disposeStacks, type TestStack } from "./harness";
 
 // Issue 23, item 2, with the real neighbours: Debian's docker.io and fail2ban (the lab's
 // bookworm+neighbours image) running on a host whose own firewall (netfilter-persistent) drops
@@ -34,11 +34,7 @@ async function watched<T>(expected: string[], operation: () => Promise<T>): Prom
   return { result, missing, saves };
 }
 
-async function stackOf(name: string, declared: Declared[]): Promise<TestStack> {
-  const s = await declaredStack(name, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
-  stacks.push(s);
-  return s;
-}
+const stackOf = (name: string, declared: Declared[]) => declaredStackOn(vm, stacks, name, declared);
 const notrack = (port: number) => ({ type: "NotrackRule", name: `port-${port}`, args: { ports: [port], side: "server" } });
 
 beforeAll(async () => {
