@@ -5,12 +5,14 @@ import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type Te
 
 // Issue 23, item 10, on a real kernel (Debian 12 VM) through the real CLI:
 // - the drop-point matrix for FirewallState and KernelModuleSet (ConntrackLimits and NotrackRule
-//   have theirs in faults.netns): the SSH connection cut before each step of the host
-//   transaction leaves the host as before or as desired, never half, the error names the host
-//   and the step, and the next up converges;
-// - a power cut (qemu SIGKILLed) in the middle of each resource's apply job: after the boot the
-//   next up converges, a preview is a no-op and destroy puts back what was there;
+//   have theirs in faults.netns): the SSH connections cut before each SSH command of an up in
+//   turn leave the host as before or as desired, never half, the error names the host and the
+//   step, and the next up converges;
+// - a power cut (qemu SIGKILLed) with each resource's apply job parked after a chosen call:
+//   after the boot the next up converges, a preview is a no-op and destroy puts back what was
+//   there;
 // - a power cut seconds after an up: the host boots into what the up persisted.
+// About 15 minutes under emulation: the vm-extra project, on demand (vitest.config.ts).
 const vmName = "faults-vm";
 let vm: LabHost;
 const stacks: TestStack[] = [];
