@@ -37,8 +37,8 @@ export interface FirewalldFacts {
 // built on) for everything below: under emulation or on a slow host each firewall-cmd run costs
 // seconds, and the shell fallback needs about a dozen. It prints firewall-cmd's own spellings
 // (joinArgs quotes direct-rule arguments as --get-all-rules does; --list-ports sorts, --info-zone
-// doesn't), and all or nothing: any failure
-// (no python3, an older or newer client API) prints nothing and the firewall-cmd fallback runs.
+// doesn't), and all or nothing: any failure (no python3, an older or newer client API) prints
+// nothing and the firewall-cmd fallback runs.
 // -I -B: no user site or environment, no .pyc written (reading never changes the host).
 const pythonReader = `
 import re, sys
