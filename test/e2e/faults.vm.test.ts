@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
+import { quote } from "../../provider/transport/shell";
 import { bootVm, destroyVm, powerCutVm, vmExec, vmSh } from "../lab/vm";
 import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 
@@ -18,8 +19,6 @@ let vm: LabHost;
 const stacks: TestStack[] = [];
 
 const sh = (command: string) => vmSh(vmName, command);
-/** `text` as one single-quoted shell word. */
-const quoted = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const limits: Declared = { type: "ConntrackLimits", name: "limits", args: { max: 65536, hashsize: 16384, timeouts: { udp: 25, icmp: 20 } } };
@@ -87,7 +86,7 @@ const wrapper = (real: string) =>
   ].join("\n");
 
 /** Parks the next job of ours right after its first call that matches `pattern` (grep -E, on "COMMAND ARGS"). */
-const armPark = (pattern: string) => sh(`rm -f /run/pct-parked && mkdir -p /run/pct-park && printf '%s\\n' ${quoted(pattern)} > /run/pct-park/match`);
+const armPark = (pattern: string) => sh(`rm -f /run/pct-parked && mkdir -p /run/pct-park && printf '%s\\n' ${quote(pattern)} > /run/pct-park/match`);
 
 /** Waits for a job to be parked; the call it was parked after. */
 async function parked(): Promise<string> {

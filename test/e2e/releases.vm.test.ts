@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmSh, type DebianRelease } from "../lab/vm";
-import { type Declared, declaredStack, disposeStacks, pulumiCli, type TestStack } from "./harness";
+import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
 // systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
@@ -25,15 +25,8 @@ describe.each(releases)("Debian %s", (release) => {
   const sh = (command: string) => vmSh(vmName, command);
   /** The values with nf_conntrack loaded (loading it, as a service restart or a rule would). */
   const values = async () => (await sh(`modprobe nf_conntrack && udevadm settle && sysctl -n ${keys.join(" ")} && cat /sys/module/nf_conntrack/parameters/hashsize`)).split("\n");
-  const stackOf = async (name: string, declared: Declared[]) => {
-    const s = await declaredStack(`${release}-${name}`, { host: vm.host, port: vm.port, user: vm.user, privateKey: vm.privateKey, hostKey: vm.hostKey }, declared);
-    stacks.push(s);
-    return s;
-  };
-  const noChanges = async (s: TestStack, after: string) => {
-    const { code, output } = await pulumiCli(s, ["preview", "--expect-no-changes", "--diff"]);
-    expect(code, `${release}, preview after ${after}: ${output}`).toBe(0);
-  };
+  const stackOf = (name: string, declared: Declared[]) => declaredStackOn(vm, stacks, `${release}-${name}`, declared);
+  const noChanges = (s: TestStack, after: string) => expectNoChanges(s, `${after} on ${release}`);
   /** Unloads nf_conntrack with whatever holds it, then loads it again (as CentOS's iptables restart does). */
   const reloadConntrack = () => sh("for m in $(ls /sys/module/nf_conntrack/holders); do modprobe -r $m; done; modprobe -r nf_conntrack && ! [ -d /sys/module/nf_conntrack ] && modprobe nf_conntrack && udevadm settle");
 
