@@ -377,6 +377,34 @@ describe("connections that drop or hang (issue 13)", () => {
     expect((await again.run("echo ok", "echo")).stdout).toBe("ok\n");
   }, 20_000);
 
+  it("gives up the same way on a holder (the host lock's hold) whose channel never opens: the stuck connection leaves the pool", async () => {
+    // run() and hold() share one exec path (issue 23, item 8): a hold once kept the stuck
+    // connection pooled, so every later call of the operation waited on it again.
+    const h = hosts[1];
+    const t = targetFor(h, { commandTimeout: 2 });
+    const s = await session(t);
+    await s.run("true", "warm up");
+    const frozen = sessionProcesses(h);
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    const started = Date.now();
+    let err: HostError;
+    try {
+      err = await within(8000, expectHostError(s.hold("echo ready; cat", "hold the host lock", "ready", 2000)));
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGKILL");
+    }
+    expect(secondsSince(started)).toBeLessThan(3);
+    expect(s.alive).toBe(false);
+    expect(err.layer).toBe("timeout");
+    expect(err.message).toContain(`root@${h.host}:22: "hold the host lock" could not start within 2 s: the host did not answer on its SSH connection`);
+    const opened = connectionsOpened.get(t.key)!;
+    const again = await session(t);
+    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    const held = await within(8000, again.hold("echo ready; cat", "hold the host lock", "ready", 2000));
+    expect(held.alive).toBe(true);
+    held.release();
+  }, 20_000);
+
   it("stops a command that outlives commandTimeout, and the connection stays usable", async () => {
     // The pooled connection was opened with the default 120 s: this caller's 1 s applies to its calls.
     const t = targetFor(hosts[0], { commandTimeout: 1 });
