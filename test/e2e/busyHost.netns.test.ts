@@ -78,6 +78,23 @@ describe("the xtables lock held by another tool, on iptables-legacy", () => {
   });
 });
 
+describe("a disarm the host refuses (issue 23, item 4)", () => {
+  it("is reported as the refusal it is, not as a lockout, with what the host's revert did", async () => {
+    // From the moment the guard is armed until just after it fired, the host takes no new login
+    // with the lab's key: the disarm's fresh connection fails authentication, though SSH was
+    // never cut, and the look at the guard afterwards gets in and reads the revert's record.
+    const before = await ruleset();
+    const guard = "/run/pulumi-conntrack-guard";
+    await sh(`setsid -f sh -c 'until ls ${guard}/*/armed >/dev/null 2>&1; do sleep 0.02; done; mv /root/.ssh/authorized_keys /root/.ssh/away; until ls ${guard}/*/fired >/dev/null 2>&1; do sleep 0.2; done; sleep 1; mv /root/.ssh/away /root/.ssh/authorized_keys' </dev/null >/dev/null 2>&1`);
+    const s = await stackWith({ ports: [80], side: "server", persist: false });
+    const error = await s.up().then(() => undefined, (err: Error) => err.message);
+    expect(error).toMatch(/apply NotrackRule: the host refused the new SSH connection that was to disarm the lockout guard \(authentication failed for user root \(tried [^)]+\)\); the host put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), as it does when nobody disarms it/);
+    expect(error).not.toContain("cut new SSH connections");
+    expect(await ruleset()).toBe(before);
+    expect(await sh("ls /var/lib/pulumi-conntrack 2>/dev/null | wc -l")).toBe("0");
+  });
+});
+
 describe("a rollback after a slow apply (issue 23, item 6)", () => {
   it("waits for the apply still running on the host, then plans from what it left: nothing of ours stays", async () => {
     // The apply's iptables-restore waits for the xtables lock, which is let go 8 s after the apply

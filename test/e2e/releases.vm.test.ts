@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmSh, type DebianRelease } from "../lab/vm";
+import { quote } from "../../provider/transport/shell";
 import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
@@ -9,7 +10,8 @@ import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type Te
 // each followed by a preview that must be a no-op, then destroy: the originals back, no file left.
 // ConntrackLimits, NotrackRule and KernelModuleSet share one stack and one reboot (a reboot costs
 // about 45 s under emulation); FirewallState, which stops the service the others persist through,
-// gets its own.
+// gets its own. Last, on iptables-legacy, an apply and a lockout revert meet another tool holding
+// the xtables lock (issue 23, item 3): Debian 11's iptables fails at once there unless told to wait.
 // Which releases run: PULUMI_CONNTRACK_RELEASES (comma-separated), else all three.
 const releases = (process.env.PULUMI_CONNTRACK_RELEASES ?? "bullseye,bookworm,trixie").split(",").filter(Boolean) as DebianRelease[];
 
@@ -101,6 +103,41 @@ describe.each(releases)("Debian %s", (release) => {
     await s.destroy();
     expect(await unit()).toBe("active enabled");
     expect(await sh("iptables -S INPUT")).toContain(rule);
+    expect(await sh(oursScript)).toBe("");
+  });
+
+  it("iptables-legacy with another tool holding the xtables lock: the apply waits for it, so does the lockout revert, which puts back exactly what the apply changed", async () => {
+    // Debian 11's iptables 1.8.7 gives up at once on a held lock unless told to wait (-w); later
+    // versions wait by default. SSH is accepted only by state, through a chain of the host's own:
+    // the apply's untracked SSH packets meet the DROP policy, no new connection gets in, and the
+    // guard reverts by itself while a second holder has the lock.
+    await sh("update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy && update-alternatives --quiet --set ip6tables /usr/sbin/ip6tables-legacy");
+    expect(await sh("iptables -V")).toContain("legacy");
+    await sh([
+      "iptables -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT",
+      "iptables -N SSHIN && iptables -A SSHIN -p tcp --dport 22 -m state --state NEW -j ACCEPT && iptables -A INPUT -j SSHIN",
+      "iptables -P INPUT DROP",
+    ].join(" && "));
+    /** The legacy ruleset without comments, counters and tables that hold nothing (legacy can't remove a table). */
+    const ruleset = async () => {
+      const text = await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'");
+      return text.split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
+    };
+    const before = await ruleset();
+    // One holder from now until 20 s after the apply job starts, a second for 40 s from the
+    // moment the apply's rules are in (the guard's revert comes 30 s after the apply).
+    const background = (script: string) => sh(`setsid -f sh -c ${quote(script)} </dev/null >/dev/null 2>&1`);
+    const applyStarted = "find /run/pulumi-conntrack-jobs -name script 2>/dev/null | grep -q .";
+    await background(`exec flock /run/xtables.lock sh -c ${quote(`until ${applyStarted}; do sleep 0.1; done; sleep 20`)}`);
+    await background("until iptables-save -t raw | grep -q -- --notrack; do sleep 0.1; done; exec flock /run/xtables.lock sleep 40");
+    expect(await sh("flock -n /run/xtables.lock true && echo free || echo held")).toBe("held");
+    const s = await stackOf("xtables-lock", [{ type: "NotrackRule", name: "ssh", args: { ports: [22], side: "server", persist: false } }]);
+    const started = Date.now();
+    const error = await s.up().then(() => undefined, (err: Error) => err.message);
+    console.log(`[figure] ${release}: xtables lock held until 20 s into the apply, then 40 s from its rules on: up ended after ${Date.now() - started} ms`);
+    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), and SSH answers again/);
+    expect(await ruleset()).toBe(before);
+    expect(await sh("cat /run/pulumi-conntrack-guard/*/revert.log")).not.toMatch(/failed|xtables lock/);
     expect(await sh(oursScript)).toBe("");
   });
 });
