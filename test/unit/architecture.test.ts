@@ -33,4 +33,20 @@ describe("architecture", () => {
     };
     for (const f of files) expect(() => visit(f, [])).not.toThrow();
   });
+  it("builds shell text in one place: no module quotes for the shell itself, and no raw template reaches a host", () => {
+    // transport/shell.ts's quote, command and sh make quoting a property of the code (issue 23,
+    // item 9): a script sent with run() or hold() is made by them, never by interpolating into a
+    // plain template, whatever the values happen to be today.
+    const offenders = sources(join(root, "provider"))
+      .filter((file) => !file.endsWith(join("transport", "shell.ts")))
+      .flatMap((file) => {
+        const text = readFileSync(file, "utf8");
+        const where = relative(root, file);
+        return [
+          ...(/replace\(\/'\/g/.test(text) ? [`${where}: escapes single quotes itself`] : []),
+          ...[...text.matchAll(/\.(run|hold)\(\s*`/g)].map((m) => `${where}: a plain template sent with ${m[1]}()`),
+        ];
+      });
+    expect(offenders).toEqual([]);
+  });
 });
