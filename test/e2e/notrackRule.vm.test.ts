@@ -213,10 +213,10 @@ describe("the lockout guard", () => {
     const t = Date.now();
     const error = await stack.up().then(() => undefined, (err: Error) => err.message);
     console.log(`[figure] lockout guard: up failed after ${Date.now() - t} ms, the host reverted by itself`);
-    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), and SSH answers again/);
     const after = await ruleset();
     expect(after).toContain(ban);
     expect(after.replace(`${ban}\n`, "")).toBe(rulesBefore);
+    expect(error).toMatch(/cut new SSH connections to the host .*put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), and SSH answers again/);
     expect(await savedFile()).toBe(fileBefore);
     expect(await sh("ls -A /var/lib/pulumi-conntrack 2>/dev/null; ls -A /run/pulumi-conntrack-guard")).toMatch(/^[0-9a-f]{12}$/);
     expect(await sh("cat /run/pulumi-conntrack-guard/*/revert.log; ls /run/pulumi-conntrack-guard/*")).toContain("fired");
