@@ -350,14 +350,29 @@ describe("connections that drop or hang (issue 13)", () => {
     expect((await again.run("echo ok", "echo")).stdout).toBe("ok\n");
   }, 20_000);
 
-  it("gives up on a channel the host never opens when commandTimeout runs out, and dials again", async () => {
-    const h = hosts[1];
+  /**
+   * A pooled connection (commandTimeout 2 s) whose sshd session is frozen, as on a host thrashing
+   * or a stopped VM: it accepts bytes but answers nothing. `end` kills the frozen processes.
+   */
+  const frozenConnection = async (h: LabHost) => {
     const t = targetFor(h, { commandTimeout: 2 });
     const s = await session(t);
     await s.run("true", "warm up");
-    // A frozen sshd session (a host thrashing, a stopped VM) accepts bytes but answers nothing.
     const frozen = sessionProcesses(h);
     for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    return { t, s, end: () => frozen.forEach((pid) => process.kill(pid, "SIGKILL")) };
+  };
+  /** The next session for `t` dials a new connection. */
+  const dialsAgain = async (t: ReturnType<typeof targetFor>) => {
+    const opened = connectionsOpened.get(t.key)!;
+    const again = await session(t);
+    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    return again;
+  };
+
+  it("gives up on a channel the host never opens when commandTimeout runs out, and dials again", async () => {
+    const h = hosts[1];
+    const { t, s, end } = await frozenConnection(h);
     try {
       const started = Date.now();
       const [first, second] = await within(8000, Promise.all([s.run("true", "first"), s.run("true", "second")].map(expectHostError)));
@@ -368,12 +383,10 @@ describe("connections that drop or hang (issue 13)", () => {
       expect(["timeout", "disconnected"]).toContain(second.layer);
       expect(second.message).toContain('"second"');
     } finally {
-      for (const pid of frozen) process.kill(pid, "SIGKILL");
+      end();
     }
     expect(s.alive).toBe(false);
-    const opened = connectionsOpened.get(t.key)!;
-    const again = await session(t);
-    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    const again = await dialsAgain(t);
     expect((await again.run("echo ok", "echo")).stdout).toBe("ok\n");
   }, 20_000);
 
@@ -381,25 +394,19 @@ describe("connections that drop or hang (issue 13)", () => {
     // run() and hold() share one exec path (issue 23, item 8): a hold once kept the stuck
     // connection pooled, so every later call of the operation waited on it again.
     const h = hosts[1];
-    const t = targetFor(h, { commandTimeout: 2 });
-    const s = await session(t);
-    await s.run("true", "warm up");
-    const frozen = sessionProcesses(h);
-    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    const { t, s, end } = await frozenConnection(h);
     const started = Date.now();
     let err: HostError;
     try {
       err = await within(8000, expectHostError(s.hold("echo ready; cat", "hold the host lock", "ready", 2000)));
     } finally {
-      for (const pid of frozen) process.kill(pid, "SIGKILL");
+      end();
     }
     expect(secondsSince(started)).toBeLessThan(3);
     expect(s.alive).toBe(false);
     expect(err.layer).toBe("timeout");
     expect(err.message).toContain(`root@${h.host}:22: "hold the host lock" could not start within 2 s: the host did not answer on its SSH connection`);
-    const opened = connectionsOpened.get(t.key)!;
-    const again = await session(t);
-    expect(connectionsOpened.get(t.key)).toBe(opened + 1);
+    const again = await dialsAgain(t);
     const held = await within(8000, again.hold("echo ready; cat", "hold the host lock", "ready", 2000));
     expect(held.alive).toBe(true);
     held.release();
