@@ -111,6 +111,9 @@ describe.each(releases)("Debian %s", (release) => {
     // versions wait by default. SSH is accepted only by state, through a chain of the host's own:
     // the apply's untracked SSH packets meet the DROP policy, no new connection gets in, and the
     // guard reverts by itself while a second holder has the lock.
+    // A host with rules in both backends is refused (untangle them first): the firewall's own
+    // rules of the tests before (iptables-nft) go, then iptables is the legacy one.
+    await sh("for t in filter nat mangle raw security; do iptables-nft -t $t -F; done");
     await sh("update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy && update-alternatives --quiet --set ip6tables /usr/sbin/ip6tables-legacy");
     expect(await sh("iptables -V")).toContain("legacy");
     await sh([
