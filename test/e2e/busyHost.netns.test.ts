@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { disposeStacks, testStack, type TestStack } from "./harness";
+import { comparableRuleset, disposeStacks, testStack, type TestStack } from "./harness";
 
 // A busy host (issue 23): another tool (fail2ban, kube-proxy) holds the xtables lock while we
 // change rules (item 3), and a ruleset of 20,000 rules read and changed through sudo with a
@@ -16,11 +16,8 @@ async function sh(command: string): Promise<string> {
   if (r.code !== 0) throw new Error(`${command} → exit ${r.code}: ${r.stderr}`);
   return r.stdout.trim();
 }
-/** The host's legacy ruleset without comments, counters and tables that hold nothing. */
-async function ruleset(): Promise<string> {
-  const lines = (await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'")).split("\n");
-  return lines.join("\n").split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
-}
+/** The host's legacy ruleset, as rulesets are compared. */
+const ruleset = async () => comparableRuleset(await sh("iptables-save"));
 /** Holds /run/xtables.lock (this host's own /run) for `seconds` once `when` succeeds, in the background. */
 const holdLock = (seconds: number, when = "true") => sh(`setsid -f sh -c 'until ${when}; do sleep 0.1; done; exec flock /run/xtables.lock sleep ${seconds}' </dev/null >/dev/null 2>&1`);
 const lockHeld = () => sh("flock -n /run/xtables.lock true && echo free || echo held");

@@ -136,6 +136,17 @@ export function pulumiCli(s: TestStack, args: string[]): Promise<{ code: number;
 }
 
 /**
+ * iptables-save's text as rulesets are compared: without comments and counters, and without the
+ * tables that hold no rule and only ACCEPT policies. iptables can't remove a table once a rule
+ * made it exist (iptables-nft has no command for it, iptables-legacy keeps its module loaded), and
+ * such a table changes nothing.
+ */
+export function comparableRuleset(save: string): string {
+  const text = save.split("\n").filter((l) => !l.startsWith("#")).map((l) => l.replace(/ \[\d+:\d+\]$/, "")).join("\n");
+  return text.split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
+}
+
+/**
  * The end of a test file: destroys each stack (a failed destroy is left for the host's teardown
  * to sweep away), removes its directory, and then, whatever happened, takes the hosts down.
  */

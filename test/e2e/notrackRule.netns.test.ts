@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { testStack, type TestStack } from "./harness";
+import { comparableRuleset, testStack, type TestStack } from "./harness";
 
 // NotrackRule on several namespaced hosts at once, with ip6tables, beside a ConntrackLimits on
 // each host (two resource types: still one connection per host for a preview).
@@ -12,14 +12,8 @@ let stack: TestStack;
 const servers: ChildProcess[] = [];
 
 const inNs = (h: LabHost, ...argv: string[]) => execFileSync("ip", ["netns", "exec", h.name, ...argv], { encoding: "utf8" }).trim();
-/**
- * iptables-save without comments and counters, and without tables that hold no rule and only
- * ACCEPT policies: iptables can't remove a table once a rule made it exist, and it changes nothing.
- */
-function ruleset(h: LabHost, tool = "iptables-save"): string {
-  const text = inNs(h, tool).split("\n").filter((l) => !l.startsWith("#")).map((l) => l.replace(/ \[\d+:\d+\]$/, "")).join("\n");
-  return text.split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
-}
+/** A host's ruleset (iptables-save, or ip6tables-save), as rulesets are compared. */
+const ruleset = (h: LabHost, tool = "iptables-save") => comparableRuleset(inNs(h, tool));
 const synCount = (h: LabHost) => Number(inNs(h, "iptables", "-nvxL", "PCT-SYN").split("\n")[2].trim().split(/\s+/)[0]);
 const connection = (h: LabHost) => ({ host: h.host, port: h.port, user: h.user, privateKey: h.privateKey, hostKey: h.hostKey });
 

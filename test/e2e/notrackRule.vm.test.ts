@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmHostJson, vmSh } from "../lab/vm";
-import { testStack, type TestStack } from "./harness";
+import { comparableRuleset, testStack, type TestStack } from "./harness";
 import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
 
 // The seed's second remedy on a real kernel, through the real pulumi CLI: a host whose INPUT
@@ -16,17 +16,8 @@ let stack: TestStack;
 /** A command as root on the VM: its trimmed stdout, or an error with its exit code and stderr. */
 const sh = (command: string) => vmSh(vmName, command);
 
-/**
- * iptables-save without its timestamps and counters, for comparing rulesets; and without tables
- * that hold no rule and only ACCEPT policies: iptables can't remove a table once a rule made it
- * exist (iptables-nft has no command for it; iptables-legacy keeps its module loaded), and such
- * a table changes nothing.
- */
-const ruleset = async () => {
-  const lines = (await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'")).split("\n");
-  const tables = lines.join("\n").split(/(?=^\*)/m);
-  return tables.filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
-};
+/** The VM's ruleset, as rulesets are compared. */
+const ruleset = async () => comparableRuleset(await sh("iptables-save"));
 const savedFile = () => sh("cat /etc/iptables/rules.v4");
 const tableFullLines = async () => Number(await sh("dmesg | grep -c 'nf_conntrack: table full, dropping packet' || true"));
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmSh, type DebianRelease } from "../lab/vm";
 import { quote } from "../../provider/transport/shell";
-import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
+import { comparableRuleset, type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
 // systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
@@ -121,11 +121,7 @@ describe.each(releases)("Debian %s", (release) => {
       "iptables -N SSHIN && iptables -A SSHIN -p tcp --dport 22 -m state --state NEW -j ACCEPT && iptables -A INPUT -j SSHIN",
       "iptables -P INPUT DROP",
     ].join(" && "));
-    /** The legacy ruleset without comments, counters and tables that hold nothing (legacy can't remove a table). */
-    const ruleset = async () => {
-      const text = await sh("iptables-save | grep -v '^#' | sed 's/ \\[[0-9]*:[0-9]*\\]$//'");
-      return text.split(/(?=^\*)/m).filter((t) => t.split("\n").some((l) => l.startsWith("-A ") || /^:\S+ (DROP|REJECT)/.test(l))).join("").trim();
-    };
+    const ruleset = async () => comparableRuleset(await sh("iptables-save"));
     const before = await ruleset();
     // One holder from now until 20 s after the apply job starts, a second for 40 s from the
     // moment the apply's rules are in (the guard's revert comes 30 s after the apply).
