@@ -10,7 +10,7 @@ const lab = { testTimeout: 900_000, hookTimeout: 900_000, fileParallelism: false
 const vmFiles = ["test/e2e/**/*.vm.test.ts"];
 const vmLateFiles = ["test/e2e/releases.vm.test.ts", "test/e2e/firewalls.vm.test.ts", "test/e2e/fleet.vm.test.ts"];
 // Run on demand (`bash scripts/test.sh --project vm-extra`): the drop points and power cuts of
-// faults.vm take about 15 minutes under emulation, more than the suite's 50-minute budget has left.
+// faults.vm take about 25 minutes under emulation, more than the suite's 50-minute budget has left.
 const vmExtraFiles = ["test/e2e/faults.vm.test.ts"];
 
 export default defineConfig({

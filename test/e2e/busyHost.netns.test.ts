@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostExec, startHosts, stopHosts, type LabHost } from "../lab/netns";
-import { comparableRuleset, disposeStacks, testStack, type TestStack } from "./harness";
+import { quote } from "../../provider/transport/shell";
+import { comparableRuleset, disposeStacks, inBackground, testStack, type TestStack } from "./harness";
 
 // A busy host (issue 23): another tool (fail2ban, kube-proxy) holds the xtables lock while we
 // change rules (item 3), and a ruleset of 20,000 rules read and changed through sudo with a
@@ -19,7 +20,7 @@ async function sh(command: string): Promise<string> {
 /** The host's legacy ruleset, as rulesets are compared. */
 const ruleset = async () => comparableRuleset(await sh("iptables-save"));
 /** Holds /run/xtables.lock (this host's own /run) for `seconds` once `when` succeeds, in the background. */
-const holdLock = (seconds: number, when = "true") => sh(`setsid -f sh -c 'until ${when}; do sleep 0.1; done; exec flock /run/xtables.lock sleep ${seconds}' </dev/null >/dev/null 2>&1`);
+const holdLock = (seconds: number, when = "true") => sh(inBackground(`until ${when}; do sleep 0.1; done; exec flock /run/xtables.lock sleep ${seconds}`));
 const lockHeld = () => sh("flock -n /run/xtables.lock true && echo free || echo held");
 
 async function stackWith(notrack: object, login: object = {}): Promise<TestStack> {
@@ -82,7 +83,7 @@ describe("a disarm the host refuses (issue 23, item 4)", () => {
     // never cut, and the look at the guard afterwards gets in and reads the revert's record.
     const before = await ruleset();
     const guard = "/run/pulumi-conntrack-guard";
-    await sh(`setsid -f sh -c 'until ls ${guard}/*/armed >/dev/null 2>&1; do sleep 0.02; done; mv /root/.ssh/authorized_keys /root/.ssh/away; until ls ${guard}/*/fired >/dev/null 2>&1; do sleep 0.2; done; sleep 1; mv /root/.ssh/away /root/.ssh/authorized_keys' </dev/null >/dev/null 2>&1`);
+    await sh(inBackground(`until ls ${guard}/*/armed >/dev/null 2>&1; do sleep 0.02; done; mv /root/.ssh/authorized_keys /root/.ssh/away; until ls ${guard}/*/fired >/dev/null 2>&1; do sleep 0.2; done; sleep 1; mv /root/.ssh/away /root/.ssh/authorized_keys`));
     const s = await stackWith({ ports: [80], side: "server", persist: false });
     const error = await s.up().then(() => undefined, (err: Error) => err.message);
     expect(error).toMatch(/apply NotrackRule: the host refused the new SSH connection that was to disarm the lockout guard \(authentication failed for user root \(tried [^)]+\)\); the host put back its rules and files by itself 30 s after the apply \(all \d+ steps of the revert succeeded\), as it does when nobody disarms it/);
@@ -99,7 +100,7 @@ describe("a rollback after a slow apply (issue 23, item 6)", () => {
     // the job's end before it reads the host.
     const before = await ruleset();
     const newJob = "find /run/pulumi-conntrack-jobs -name script -newer /tmp/pct-mark 2>/dev/null | grep -q .";
-    await sh(`touch /tmp/pct-mark && setsid -f flock /run/xtables.lock sh -c 'until ${newJob}; do sleep 0.1; done; sleep 8' </dev/null >/dev/null 2>&1`);
+    await sh(`touch /tmp/pct-mark && ${inBackground(`exec flock /run/xtables.lock sh -c ${quote(`until ${newJob}; do sleep 0.1; done; sleep 8`)}`)}`);
     expect(await lockHeld()).toBe("held");
     const s = await stackWith({ ports: [80], side: "server", persist: false }, { commandTimeout: 6 });
     const error = await s.up().then(() => undefined, (err: Error) => err.message);

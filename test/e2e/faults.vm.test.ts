@@ -13,7 +13,7 @@ import { type Declared, declaredStackOn, disposeStacks, expectNoChanges, type Te
 //   after the boot the next up converges, a preview is a no-op and destroy puts back what was
 //   there;
 // - a power cut seconds after an up: the host boots into what the up persisted.
-// About 15 minutes under emulation: the vm-extra project, on demand (vitest.config.ts).
+// About 25 minutes under emulation (1401 s in its last run): the vm-extra project, on demand (vitest.config.ts).
 const vmName = "faults-vm";
 let vm: LabHost;
 const stacks: TestStack[] = [];

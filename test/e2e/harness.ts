@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LocalWorkspace, type ConfigMap, type Stack } from "@pulumi/pulumi/automation";
 import { expect } from "vitest";
+import { quote } from "../../provider/transport/shell";
 
 const repo = resolve(import.meta.dirname, "..", "..");
 
@@ -134,6 +135,9 @@ export function pulumiCli(s: TestStack, args: string[]): Promise<{ code: number;
     });
   });
 }
+
+/** The shell line that runs `script` in the background on a host, detached from the SSH session. */
+export const inBackground = (script: string) => `setsid -f sh -c ${quote(script)} </dev/null >/dev/null 2>&1`;
 
 /**
  * iptables-save's text as rulesets are compared: without comments and counters, and without the

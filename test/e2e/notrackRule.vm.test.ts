@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshArgs, type LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmHostJson, vmSh } from "../lab/vm";
-import { comparableRuleset, testStack, type TestStack } from "./harness";
+import { comparableRuleset, inBackground, testStack, type TestStack } from "./harness";
 import { holdConnections, installHelloServer, trackedWhileHeld } from "./port80";
 
 // The seed's second remedy on a real kernel, through the real pulumi CLI: a host whose INPUT
@@ -197,7 +197,7 @@ describe("the lockout guard", () => {
     // rules appear): the revert must take out only what the apply added (issue 23, item 2).
     await sh("iptables -N f2b-sshd && iptables -A f2b-sshd -j RETURN && iptables -I INPUT 1 -p tcp --dport 22 -j f2b-sshd");
     const ban = "-A f2b-sshd -s 203.0.113.7/32 -j REJECT --reject-with icmp-port-unreachable";
-    await sh(`setsid -f sh -c 'until iptables-save -t raw | grep -q -- --notrack; do sleep 0.2; done; iptables -w -I f2b-sshd 1 -s 203.0.113.7 -j REJECT' </dev/null >/dev/null 2>&1`);
+    await sh(inBackground("until iptables-save -t raw | grep -q -- --notrack; do sleep 0.2; done; iptables -w -I f2b-sshd 1 -s 203.0.113.7 -j REJECT"));
     const rulesBefore = await ruleset();
     const fileBefore = await savedFile();
     await stack.setConfig({ notrack: { value: JSON.stringify({ ports: [22], side: "server" }) } });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LabHost } from "../lab/host";
 import { bootVm, destroyVm, rebootVm, vmExec, vmSh, type DebianRelease } from "../lab/vm";
 import { quote } from "../../provider/transport/shell";
-import { comparableRuleset, type Declared, declaredStackOn, disposeStacks, expectNoChanges, type TestStack } from "./harness";
+import { comparableRuleset, type Declared, declaredStackOn, disposeStacks, expectNoChanges, inBackground, type TestStack } from "./harness";
 
 // The release matrix (issue 25): on each Debian release the lab builds (11 bullseye: kernel 5.10,
 // systemd 247, iptables 1.8.7; 12 bookworm; 13 trixie: kernel 6.12, systemd 257), one boot serves
@@ -125,10 +125,9 @@ describe.each(releases)("Debian %s", (release) => {
     const before = await ruleset();
     // One holder from now until 20 s after the apply job starts, a second for 40 s from the
     // moment the apply's rules are in (the guard's revert comes 30 s after the apply).
-    const background = (script: string) => sh(`setsid -f sh -c ${quote(script)} </dev/null >/dev/null 2>&1`);
     const applyStarted = "find /run/pulumi-conntrack-jobs -name script 2>/dev/null | grep -q .";
-    await background(`exec flock /run/xtables.lock sh -c ${quote(`until ${applyStarted}; do sleep 0.1; done; sleep 20`)}`);
-    await background("until iptables-save -t raw | grep -q -- --notrack; do sleep 0.1; done; exec flock /run/xtables.lock sleep 40");
+    await sh(inBackground(`exec flock /run/xtables.lock sh -c ${quote(`until ${applyStarted}; do sleep 0.1; done; sleep 20`)}`));
+    await sh(inBackground("until iptables-save -t raw | grep -q -- --notrack; do sleep 0.1; done; exec flock /run/xtables.lock sleep 40"));
     expect(await sh("flock -n /run/xtables.lock true && echo free || echo held")).toBe("held");
     const s = await stackOf("xtables-lock", [{ type: "NotrackRule", name: "ssh", args: { ports: [22], side: "server", persist: false } }]);
     const started = Date.now();
